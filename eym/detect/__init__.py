@@ -1,0 +1,1 @@
+"""Human detectors behind the segmentation and pose stages: one module per backend."""

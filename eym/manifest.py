@@ -1,0 +1,118 @@
+"""Case manifests: the YAML list of cases that the pipeline runs, one case or a whole batch.
+
+    cases:
+      - id: puppet-000                 # letters, digits, '-', '_', '.'; unique
+        source: puppet-000/source.mp4  # video or image; paths are relative to the manifest
+        reference: puppet-000/reference.mp4   # video, or an OpenPose-18 keypoints .parquet
+        prompt: a person in a red t-shirt waving
+        ground_truth: puppet-000/gt/edit.mp4  # optional: the expected edit, for metrics
+        params: {stage2: {steps: 200}}         # optional: overrides of params.yaml for this case
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .atomic import write_text
+from .errors import InputError
+from .media import is_image, is_video
+
+FIELDS = {"id", "source", "reference", "prompt", "ground_truth", "params"}
+REQUIRED = ("id", "source", "reference")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    source: Path
+    reference: Path
+    prompt: str = ""
+    ground_truth: Path | None = None
+    params: dict = field(default_factory=dict)
+
+    @property
+    def source_is_image(self) -> bool:
+        return is_image(self.source)
+
+    @property
+    def reference_is_keypoints(self) -> bool:
+        return self.reference.suffix.lower() == ".parquet"
+
+    def to_row(self, relative_to: Path | None = None) -> dict:
+        def rel(p: Path) -> str:
+            return os.path.relpath(p, relative_to) if relative_to else str(p)
+
+        row = {"id": self.id, "source": rel(self.source), "reference": rel(self.reference), "prompt": self.prompt}
+        if self.ground_truth:
+            row["ground_truth"] = rel(self.ground_truth)
+        if self.params:
+            row["params"] = self.params
+        return row
+
+
+def read_manifest(path: str | os.PathLike) -> list[Case]:
+    """Read and check a manifest; every problem names the manifest, the row and the field."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: manifest not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML ({exc})") from exc
+    rows = data.get("cases") if isinstance(data, dict) else data
+    if not isinstance(rows, list) or not rows:
+        raise InputError(f"{path}: expected a non-empty list of cases under 'cases:'")
+    cases, seen = [], {}
+    for number, row in enumerate(rows, start=1):
+        case = _parse_row(path, number, row)
+        if case.id in seen:
+            raise InputError(f"{path}: row {number}: duplicate id {case.id!r} (first used in row {seen[case.id]})")
+        seen[case.id] = number
+        cases.append(case)
+    return cases
+
+
+def _parse_row(path: Path, number: int, row) -> Case:
+    where = f"{path}: row {number}"
+    if not isinstance(row, dict):
+        raise InputError(f"{where}: expected a mapping of fields, got {type(row).__name__}")
+    if isinstance(row.get("id"), str):
+        where += f" (id {row['id']!r})"
+    unknown = sorted(set(row) - FIELDS)
+    if unknown:
+        raise InputError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(FIELDS)}")
+    missing = [f for f in REQUIRED if not row.get(f)]
+    if missing:
+        raise InputError(f"{where}: missing required field(s) {missing}")
+    case_id = str(row["id"])
+    if not _ID.match(case_id):
+        raise InputError(f"{where}: id {case_id!r} must be letters, digits, '-', '_' or '.' (at most 100)")
+    files = {}
+    for name in ("source", "reference", "ground_truth"):
+        if row.get(name) is None:
+            continue
+        file = (path.parent / str(row[name])).resolve()
+        if not file.is_file():
+            raise InputError(f"{where}: {name} file not found: {file}")
+        files[name] = file
+    if not (is_video(files["source"]) or is_image(files["source"])):
+        raise InputError(f"{where}: source {files['source'].name} is neither a video nor an image")
+    if not (is_video(files["reference"]) or files["reference"].suffix.lower() == ".parquet"):
+        raise InputError(f"{where}: reference {files['reference'].name} must be a video or a keypoints .parquet")
+    params = row.get("params") or {}
+    if not isinstance(params, dict):
+        raise InputError(f"{where}: params must be a mapping of parameter overrides")
+    return Case(id=case_id, source=files["source"], reference=files["reference"], prompt=str(row.get("prompt") or ""),
+                ground_truth=files.get("ground_truth"), params=params)
+
+
+def write_manifest(path: str | os.PathLike, cases: list[Case]) -> None:
+    path = Path(path)
+    rows = [case.to_row(relative_to=path.parent.resolve()) for case in cases]
+    write_text(path, yaml.safe_dump({"cases": rows}, sort_keys=False, width=120))
