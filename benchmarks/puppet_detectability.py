@@ -44,8 +44,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for i in range((args.clips + 1) // 2):
             case = Path(tmp) / f"c{i}"
-            make_case(case, args.seed + i, size=args.size, num_frames=args.frames,
-                      source_motion=names[(2 * i) % len(names)], reference_motion=names[(2 * i + 1) % len(names)])
+            make_case(
+                case,
+                args.seed + i,
+                size=args.size,
+                num_frames=args.frames,
+                source_motion=names[(2 * i) % len(names)],
+                reference_motion=names[(2 * i + 1) % len(names)],
+            )
             info = read_case_info(case)
             for role, video in (("source", SOURCE_VIDEO), ("reference", REFERENCE_VIDEO)):
                 frames = read_video(case / video)
@@ -59,8 +65,9 @@ def main() -> None:
                 seconds["mask"] += t2 - t1
                 seconds["frames"] += len(frames)
                 motion = info[role]["motion"]["name"]
-                rows[motion].append((pck(pred, truth, 0.1), pck(pred, truth, 0.05),
-                                     mask_iou(masks, read_masks(case / MASKS[role]))))
+                rows[motion].append(
+                    (pck(pred, truth, 0.1), pck(pred, truth, 0.05), mask_iou(masks, read_masks(case / MASKS[role])))
+                )
 
     print(f"{sum(len(v) for v in rows.values())} clips, {args.size}x{args.size}, {args.frames} frames each\n")
     print("| motion | clips | pose PCK@0.1 | pose PCK@0.05 | mask IoU |")
@@ -69,14 +76,20 @@ def main() -> None:
     for motion in names:
         values = np.array(rows[motion])
         everything.extend(rows[motion])
-        print(f"| {motion} | {len(values)} | {values[:, 0].mean():.3f} | {values[:, 1].mean():.3f} | "
-              f"{values[:, 2].mean():.3f} (min {values[:, 2].min():.3f}) |")
+        print(
+            f"| {motion} | {len(values)} | {values[:, 0].mean():.3f} | {values[:, 1].mean():.3f} | "
+            f"{values[:, 2].mean():.3f} (min {values[:, 2].min():.3f}) |"
+        )
     values = np.array(everything)
-    print(f"| **all** | {len(values)} | **{values[:, 0].mean():.3f}** (min {values[:, 0].min():.3f}) | "
-          f"{values[:, 1].mean():.3f} | **{values[:, 2].mean():.3f}** (min {values[:, 2].min():.3f}) |")
+    print(
+        f"| **all** | {len(values)} | **{values[:, 0].mean():.3f}** (min {values[:, 0].min():.3f}) | "
+        f"{values[:, 1].mean():.3f} | **{values[:, 2].mean():.3f}** (min {values[:, 2].min():.3f}) |"
+    )
     n = seconds["frames"]
-    print(f"\nmediapipe pose {1000 * seconds['pose'] / n:.1f} ms/frame, "
-          f"selfie segmentation {1000 * seconds['mask'] / n:.1f} ms/frame on this machine")
+    print(
+        f"\nmediapipe pose {1000 * seconds['pose'] / n:.1f} ms/frame, "
+        f"selfie segmentation {1000 * seconds['mask'] / n:.1f} ms/frame on this machine"
+    )
 
 
 if __name__ == "__main__":

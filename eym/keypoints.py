@@ -20,10 +20,17 @@ from .errors import InputError
 from .skeleton import JOINTS, NUM_JOINTS
 
 LAYOUT = "openpose18"
-_SCHEMA = pa.schema([
-    ("frame", pa.int32()), ("person", pa.int16()), ("joint", pa.int16()), ("joint_name", pa.string()),
-    ("x", pa.float32()), ("y", pa.float32()), ("confidence", pa.float32()),
-])
+_SCHEMA = pa.schema(
+    [
+        ("frame", pa.int32()),
+        ("person", pa.int16()),
+        ("joint", pa.int16()),
+        ("joint_name", pa.string()),
+        ("x", pa.float32()),
+        ("y", pa.float32()),
+        ("confidence", pa.float32()),
+    ]
+)
 
 
 def write_keypoints(path: str | os.PathLike, kp: np.ndarray, width: int, height: int, **meta) -> None:
@@ -32,13 +39,18 @@ def write_keypoints(path: str | os.PathLike, kp: np.ndarray, width: int, height:
     if kp.ndim != 3 or kp.shape[1:] != (NUM_JOINTS, 3):
         raise ValueError(f"keypoints must be (frames, {NUM_JOINTS}, 3), got {kp.shape}")
     frames, joints = np.meshgrid(np.arange(len(kp)), np.arange(NUM_JOINTS), indexing="ij")
-    table = pa.table({
-        "frame": frames.ravel().astype(np.int32),
-        "person": np.zeros(frames.size, np.int16),
-        "joint": joints.ravel().astype(np.int16),
-        "joint_name": [JOINTS[j] for j in joints.ravel()],
-        "x": kp[..., 0].ravel(), "y": kp[..., 1].ravel(), "confidence": kp[..., 2].ravel(),
-    }, schema=_SCHEMA)
+    table = pa.table(
+        {
+            "frame": frames.ravel().astype(np.int32),
+            "person": np.zeros(frames.size, np.int16),
+            "joint": joints.ravel().astype(np.int16),
+            "joint_name": [JOINTS[j] for j in joints.ravel()],
+            "x": kp[..., 0].ravel(),
+            "y": kp[..., 1].ravel(),
+            "confidence": kp[..., 2].ravel(),
+        },
+        schema=_SCHEMA,
+    )
     info = {"layout": LAYOUT, "width": int(width), "height": int(height), "num_frames": int(len(kp)), **meta}
     table = table.replace_schema_metadata({"eym": json.dumps(info, default=str)})
     with atomic_path(path) as tmp:

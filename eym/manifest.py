@@ -1,12 +1,12 @@
 """Case manifests: the YAML list of cases that the pipeline runs, one case or a whole batch.
 
-    cases:
-      - id: puppet-000                 # letters, digits, '-', '_', '.'; unique
-        source: puppet-000/source.mp4  # video or image; paths are relative to the manifest
-        reference: puppet-000/reference.mp4   # video, or an OpenPose-18 keypoints .parquet
-        prompt: a person in a red t-shirt waving
-        ground_truth: puppet-000/gt/edit.mp4  # optional: the expected edit, for metrics
-        params: {stage2: {steps: 200}}         # optional: overrides of params.yaml for this case
+cases:
+  - id: puppet-000                 # letters, digits, '-', '_', '.'; unique
+    source: puppet-000/source.mp4  # video or image; paths are relative to the manifest
+    reference: puppet-000/reference.mp4   # video, or an OpenPose-18 keypoints .parquet
+    prompt: a person in a red t-shirt waving
+    ground_truth: puppet-000/gt/edit.mp4  # optional: the expected edit, for metrics
+    params: {stage2: {steps: 200}}         # optional: overrides of params.yaml for this case
 """
 
 from __future__ import annotations
@@ -108,8 +108,14 @@ def _parse_row(path: Path, number: int, row) -> Case:
     params = row.get("params") or {}
     if not isinstance(params, dict):
         raise InputError(f"{where}: params must be a mapping of parameter overrides")
-    return Case(id=case_id, source=files["source"], reference=files["reference"], prompt=str(row.get("prompt") or ""),
-                ground_truth=files.get("ground_truth"), params=params)
+    return Case(
+        id=case_id,
+        source=files["source"],
+        reference=files["reference"],
+        prompt=str(row.get("prompt") or ""),
+        ground_truth=files.get("ground_truth"),
+        params=params,
+    )
 
 
 def write_manifest(path: str | os.PathLike, cases: list[Case]) -> None:

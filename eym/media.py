@@ -73,8 +73,14 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float, crf: in
     height, width = frames.shape[1:3]
     with atomic_path(path) as tmp:
         writer = imageio_ffmpeg.write_frames(
-            str(tmp), (width, height), fps=fps, codec="libx264", pix_fmt_out="yuv420p",
-            macro_block_size=2, output_params=["-crf", str(crf), "-preset", "medium"], quality=None,
+            str(tmp),
+            (width, height),
+            fps=fps,
+            codec="libx264",
+            pix_fmt_out="yuv420p",
+            macro_block_size=2,
+            output_params=["-crf", str(crf), "-preset", "medium"],
+            quality=None,
             ffmpeg_log_level="error",
         )
         writer.send(None)
@@ -86,8 +92,9 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float, crf: in
 def write_gif(path: str | os.PathLike, frames: np.ndarray, fps: float) -> None:
     images = [Image.fromarray(f) for f in np.asarray(frames, dtype=np.uint8)]
     with atomic_path(path) as tmp:
-        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
-                       duration=int(round(1000 / fps)), loop=0)
+        images[0].save(
+            tmp, format="GIF", save_all=True, append_images=images[1:], duration=int(round(1000 / fps)), loop=0
+        )
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

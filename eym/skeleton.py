@@ -9,20 +9,47 @@ from __future__ import annotations
 import numpy as np
 
 JOINTS = (
-    "nose", "neck",
-    "right_shoulder", "right_elbow", "right_wrist",
-    "left_shoulder", "left_elbow", "left_wrist",
-    "right_hip", "right_knee", "right_ankle",
-    "left_hip", "left_knee", "left_ankle",
-    "right_eye", "left_eye", "right_ear", "left_ear",
+    "nose",
+    "neck",
+    "right_shoulder",
+    "right_elbow",
+    "right_wrist",
+    "left_shoulder",
+    "left_elbow",
+    "left_wrist",
+    "right_hip",
+    "right_knee",
+    "right_ankle",
+    "left_hip",
+    "left_knee",
+    "left_ankle",
+    "right_eye",
+    "left_eye",
+    "right_ear",
+    "left_ear",
 )
 NUM_JOINTS = len(JOINTS)
 J = {name: i for i, name in enumerate(JOINTS)}
 
 # Limbs in controlnet_aux's drawing order (0-based), the order that fixes each limb's colour.
 LIMBS = (
-    (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10),
-    (1, 11), (11, 12), (12, 13), (1, 0), (0, 14), (14, 16), (0, 15), (15, 17),
+    (1, 2),
+    (1, 5),
+    (2, 3),
+    (3, 4),
+    (5, 6),
+    (6, 7),
+    (1, 8),
+    (8, 9),
+    (9, 10),
+    (1, 11),
+    (11, 12),
+    (12, 13),
+    (1, 0),
+    (0, 14),
+    (14, 16),
+    (0, 15),
+    (15, 17),
 )
 
 
@@ -80,10 +107,12 @@ def body_chain_length(kp: np.ndarray, min_confidence: float = 0.3) -> np.ndarray
     hips = _midpoint(kp, J["right_hip"], J["left_hip"], vis)
     neck = np.where(vis[..., J["neck"], None], kp[..., J["neck"], :2], np.nan)
     torso = np.linalg.norm(neck - hips, axis=-1)
-    thigh = _nanmean2(_segment(kp, J["right_hip"], J["right_knee"], vis),
-                      _segment(kp, J["left_hip"], J["left_knee"], vis))
-    shin = _nanmean2(_segment(kp, J["right_knee"], J["right_ankle"], vis),
-                     _segment(kp, J["left_knee"], J["left_ankle"], vis))
+    thigh = _nanmean2(
+        _segment(kp, J["right_hip"], J["right_knee"], vis), _segment(kp, J["left_hip"], J["left_knee"], vis)
+    )
+    shin = _nanmean2(
+        _segment(kp, J["right_knee"], J["right_ankle"], vis), _segment(kp, J["left_knee"], J["left_ankle"], vis)
+    )
     return head + torso + thigh + shin
 
 
@@ -99,8 +128,15 @@ def bounding_boxes(kp: np.ndarray, min_confidence: float = 0.3) -> np.ndarray:
     vis = visible(kp, min_confidence)
     any_vis = vis.any(-1)
     xs, ys = kp[..., 0], kp[..., 1]
-    box = np.stack([np.where(vis, xs, np.inf).min(-1), np.where(vis, ys, np.inf).min(-1),
-                    np.where(vis, xs, -np.inf).max(-1), np.where(vis, ys, -np.inf).max(-1)], -1)
+    box = np.stack(
+        [
+            np.where(vis, xs, np.inf).min(-1),
+            np.where(vis, ys, np.inf).min(-1),
+            np.where(vis, xs, -np.inf).max(-1),
+            np.where(vis, ys, -np.inf).max(-1),
+        ],
+        -1,
+    )
     return np.where(any_vis[..., None], box, np.nan)
 
 
@@ -126,7 +162,9 @@ def draw_skeletons(kp: np.ndarray, height: int, width: int, min_confidence: floa
     vis = visible(kp, min_confidence)
     out = np.zeros((len(kp), height, width, 3), dtype=np.uint8)
     for f in range(len(kp)):
-        points = [Keypoint(float(kp[f, j, 0]) / width, float(kp[f, j, 1]) / height) if vis[f, j] else None
-                  for j in range(NUM_JOINTS)]
+        points = [
+            Keypoint(float(kp[f, j, 0]) / width, float(kp[f, j, 1]) / height) if vis[f, j] else None
+            for j in range(NUM_JOINTS)
+        ]
         draw_bodypose(out[f], points)
     return out

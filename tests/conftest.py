@@ -19,3 +19,123 @@ def puppet_case(tmp_path_factory):
     folder = tmp_path_factory.mktemp("puppet") / "case"
     make_case(folder, seed=7, size=128, num_frames=8, fps=8, source_motion="walk_in_place", reference_motion="wave")
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """Folders of a tiny random SD-1.5-layout base model and ControlNet (diffusers format)."""
+    from eym_model.tiny import save_tiny_models
+
+    return save_tiny_models(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture()
+def tiny_video_model(tiny_models):
+    """A fresh tiny video model (RCA + temporal + MA + ControlNet), loaded through the real loader."""
+    from eym_model.loading import load_base_model, load_controlnet
+    from eym_model.video_model import VideoModelConfig, build_video_model
+
+    base = load_base_model(str(tiny_models[0]))
+    controlnet = load_controlnet(str(tiny_models[1]))
+    config = VideoModelConfig(motion_attention_dim=16, motion_attention_heads=2, temporal_head_dim=8)
+    return base, build_video_model(base.unet, controlnet, config)
+
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def repo_params(**overrides) -> dict:
+    """The repository's params.yaml with section overrides, e.g. frames={"width": 128}."""
+    import yaml
+
+    from stages.common import deep_merge
+
+    return deep_merge(yaml.safe_load((REPO / "params.yaml").read_text()), overrides)
+
+
+def write_params(path, params: dict):
+    import yaml
+
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def make_case_dir(folder, source, reference, ground_truth=None, case_id="case"):
+    """A case folder whose case.yaml points at the given input files."""
+    import os
+
+    import yaml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {"id": case_id, "source": os.path.relpath(source, folder), "reference": os.path.relpath(reference, folder)}
+    if ground_truth:
+        data["ground_truth"] = os.path.relpath(ground_truth, folder)
+    (folder / "case.yaml").write_text(yaml.safe_dump(data))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def puppet_256(tmp_path_factory):
+    """A 256x256, 24-frame puppet case (dance -> squat), large enough for mediapipe."""
+    from eym.puppet.cases import make_case
+
+    folder = tmp_path_factory.mktemp("puppet256") / "input"
+    make_case(folder, seed=11, size=256, num_frames=24, fps=12, source_motion="dance", reference_motion="squat")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def preprocessed_case(tmp_path_factory, puppet_256):
+    """A case folder with frames, masks, pose and offset done (mediapipe, 256x256, 8 frames)."""
+    from stages import frames, offset, pose, segment
+
+    case = make_case_dir(
+        tmp_path_factory.mktemp("pre") / "case",
+        puppet_256 / "source.mp4",
+        puppet_256 / "reference.mp4",
+        puppet_256 / "gt" / "edit.mp4",
+    )
+    params = repo_params(frames={"width": 256, "height": 256})
+    for stage in (frames, segment, pose, offset):
+        stage.run(case, params)
+    return case
+
+
+def tiny_model_params(tiny_models, **overrides) -> dict:
+    """params.yaml with the tiny models, small frames and short tuning, plus section overrides."""
+    from stages.common import deep_merge
+
+    base = repo_params(
+        frames={"width": 128, "height": 128},
+        model={
+            "base": str(tiny_models[0]),
+            "controlnet": str(tiny_models[1]),
+            "gradient_checkpointing": False,
+            "motion_attention_dim": 16,
+            "motion_attention_heads": 2,
+            "temporal_head_dim": 8,
+        },
+        stage1={"steps": 6, "checkpoint_every": 3, "lr": 1.0e-3},
+        stage2={"steps": 6, "checkpoint_every": 3, "lr": 1.0e-3},
+        inversion={"steps": 5},
+        sampling={"steps": 5},
+        prompt="a person dancing",
+    )
+    return deep_merge(base, overrides)
+
+
+@pytest.fixture(scope="session")
+def preprocessed_128(tmp_path_factory, puppet_256):
+    """A case folder preprocessed at 128x128 (frames, masks, pose, offset), for the tuning stages."""
+    from stages import frames, offset, pose, segment
+
+    case = make_case_dir(
+        tmp_path_factory.mktemp("pre128") / "case",
+        puppet_256 / "source.mp4",
+        puppet_256 / "reference.mp4",
+        puppet_256 / "gt" / "edit.mp4",
+    )
+    params = repo_params(frames={"width": 128, "height": 128})
+    for stage in (frames, segment, pose, offset):
+        stage.run(case, params)
+    return case

@@ -4,9 +4,28 @@ import importlib
 
 import pytest
 
-STACK = ["torch", "torchvision", "diffusers", "transformers", "accelerate", "safetensors", "prefect", "prefect_dask",
-         "dvc", "controlnet_aux", "rembg", "onnxruntime", "pyarrow", "decord", "mediapipe", "cv2", "imageio_ffmpeg",
-         "skimage", "yaml", "tqdm"]
+STACK = [
+    "torch",
+    "torchvision",
+    "diffusers",
+    "transformers",
+    "accelerate",
+    "safetensors",
+    "prefect",
+    "prefect_dask",
+    "dvc",
+    "controlnet_aux",
+    "rembg",
+    "onnxruntime",
+    "pyarrow",
+    "decord",
+    "mediapipe",
+    "cv2",
+    "imageio_ffmpeg",
+    "skimage",
+    "yaml",
+    "tqdm",
+]
 
 
 @pytest.mark.parametrize("module", STACK)

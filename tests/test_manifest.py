@@ -23,10 +23,13 @@ def _write(folder, rows):
 
 
 def test_valid_manifest_resolves_paths_relative_to_it(files):
-    path = _write(files, [
-        {"id": "one", "source": "a.mp4", "reference": "b.mp4", "prompt": "p", "ground_truth": "gt.mp4"},
-        {"id": "two", "source": "img.png", "reference": "ref.parquet", "params": {"stage2": {"steps": 5}}},
-    ])
+    path = _write(
+        files,
+        [
+            {"id": "one", "source": "a.mp4", "reference": "b.mp4", "prompt": "p", "ground_truth": "gt.mp4"},
+            {"id": "two", "source": "img.png", "reference": "ref.parquet", "params": {"stage2": {"steps": 5}}},
+        ],
+    )
     one, two = read_manifest(path)
     assert one.source == files / "a.mp4" and one.ground_truth == files / "gt.mp4" and one.prompt == "p"
     assert two.source_is_image and two.reference_is_keypoints and two.params == {"stage2": {"steps": 5}}
@@ -39,17 +42,32 @@ def test_round_trip_through_write_manifest(files):
     assert read_manifest(files / "out.yaml") == cases
 
 
-@pytest.mark.parametrize("row, message", [
-    ({"id": "c", "source": "missing.mp4", "reference": "b.mp4"}, r"row 2 \(id 'c'\): source file not found: .*missing\.mp4"),
-    ({"id": "c", "source": "a.mp4", "reference": "b.mp4", "colour": "red"}, r"row 2 \(id 'c'\): unknown field\(s\) \['colour'\]"),
-    ({"id": "first", "source": "a.mp4", "reference": "b.mp4"}, r"row 2: duplicate id 'first' \(first used in row 1\)"),
-    ({"id": "c", "source": "a.mp4"}, r"row 2 \(id 'c'\): missing required field\(s\) \['reference'\]"),
-    ({"id": "no spaces", "source": "a.mp4", "reference": "b.mp4"}, r"row 2 .*id 'no spaces' must be"),
-    ({"id": "c", "source": "notes.txt", "reference": "b.mp4"}, r"row 2 \(id 'c'\): source notes\.txt is neither"),
-    ({"id": "c", "source": "a.mp4", "reference": "img.png"}, r"row 2 \(id 'c'\): reference img\.png must be"),
-    ({"id": "c", "source": "a.mp4", "reference": "b.mp4", "ground_truth": "nope.mp4"}, r"row 2 .*ground_truth file not found"),
-    ("just a string", r"row 2: expected a mapping"),
-])
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        (
+            {"id": "c", "source": "missing.mp4", "reference": "b.mp4"},
+            r"row 2 \(id 'c'\): source file not found: .*missing\.mp4",
+        ),
+        (
+            {"id": "c", "source": "a.mp4", "reference": "b.mp4", "colour": "red"},
+            r"row 2 \(id 'c'\): unknown field\(s\) \['colour'\]",
+        ),
+        (
+            {"id": "first", "source": "a.mp4", "reference": "b.mp4"},
+            r"row 2: duplicate id 'first' \(first used in row 1\)",
+        ),
+        ({"id": "c", "source": "a.mp4"}, r"row 2 \(id 'c'\): missing required field\(s\) \['reference'\]"),
+        ({"id": "no spaces", "source": "a.mp4", "reference": "b.mp4"}, r"row 2 .*id 'no spaces' must be"),
+        ({"id": "c", "source": "notes.txt", "reference": "b.mp4"}, r"row 2 \(id 'c'\): source notes\.txt is neither"),
+        ({"id": "c", "source": "a.mp4", "reference": "img.png"}, r"row 2 \(id 'c'\): reference img\.png must be"),
+        (
+            {"id": "c", "source": "a.mp4", "reference": "b.mp4", "ground_truth": "nope.mp4"},
+            r"row 2 .*ground_truth file not found",
+        ),
+        ("just a string", r"row 2: expected a mapping"),
+    ],
+)
 def test_bad_rows_name_the_row_and_the_problem(files, row, message):
     path = _write(files, [{"id": "first", "source": "a.mp4", "reference": "b.mp4"}, row])
     with pytest.raises(InputError, match=message) as err:

@@ -83,8 +83,27 @@ def test_mediapipe_sees_the_puppets(tmp_path):
 
 def test_benchmark_command_writes_cases_and_manifest(tmp_path):
     out = tmp_path / "bench"
-    subprocess.run([sys.executable, "-m", "eym.puppet.benchmark", "benchmark", "--out", str(out), "--cases", "3",
-                    "--size", "64", "--frames", "4", "--image-source-every", "3", "--workers", "1"], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "eym.puppet.benchmark",
+            "benchmark",
+            "--out",
+            str(out),
+            "--cases",
+            "3",
+            "--size",
+            "64",
+            "--frames",
+            "4",
+            "--image-source-every",
+            "3",
+            "--workers",
+            "1",
+        ],
+        check=True,
+    )
     cases = read_manifest(out / "manifest.yaml")
     assert [c.id for c in cases] == ["puppet-000", "puppet-001", "puppet-002"]
     assert [c.source_is_image for c in cases] == [False, False, True]

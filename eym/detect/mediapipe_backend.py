@@ -13,24 +13,45 @@ from ..skeleton import J, empty_keypoints
 
 # OpenPose-18 joint -> BlazePose landmark index.
 BLAZEPOSE = {
-    "nose": 0, "left_eye": 2, "right_eye": 5, "left_ear": 7, "right_ear": 8,
-    "left_shoulder": 11, "right_shoulder": 12, "left_elbow": 13, "right_elbow": 14,
-    "left_wrist": 15, "right_wrist": 16, "left_hip": 23, "right_hip": 24,
-    "left_knee": 25, "right_knee": 26, "left_ankle": 27, "right_ankle": 28,
+    "nose": 0,
+    "left_eye": 2,
+    "right_eye": 5,
+    "left_ear": 7,
+    "right_ear": 8,
+    "left_shoulder": 11,
+    "right_shoulder": 12,
+    "left_elbow": 13,
+    "right_elbow": 14,
+    "left_wrist": 15,
+    "right_wrist": 16,
+    "left_hip": 23,
+    "right_hip": 24,
+    "left_knee": 25,
+    "right_knee": 26,
+    "left_ankle": 27,
+    "right_ankle": 28,
 }
 SHIPPED_POSE_COMPLEXITY = 1  # pose_landmark_full.tflite; lite (0) and heavy (2) are downloaded on use
 
 
-def detect_poses(frames: np.ndarray, min_detection_confidence: float = 0.5, video_mode: bool = True,
-                 model_complexity: int = SHIPPED_POSE_COMPLEXITY, progress=None) -> np.ndarray:
+def detect_poses(
+    frames: np.ndarray,
+    min_detection_confidence: float = 0.5,
+    video_mode: bool = True,
+    model_complexity: int = SHIPPED_POSE_COMPLEXITY,
+    progress=None,
+) -> np.ndarray:
     """OpenPose-18 keypoints (frames, 18, 3) for RGB uint8 frames; undetected frames are empty."""
     import mediapipe as mp
 
     _check_pose_model(model_complexity)
     height, width = frames.shape[1:3]
     kp = empty_keypoints(len(frames))
-    with mp.solutions.pose.Pose(static_image_mode=not video_mode, model_complexity=model_complexity,
-                                min_detection_confidence=min_detection_confidence) as pose:
+    with mp.solutions.pose.Pose(
+        static_image_mode=not video_mode,
+        model_complexity=model_complexity,
+        min_detection_confidence=min_detection_confidence,
+    ) as pose:
         for f, frame in enumerate(frames):
             result = pose.process(np.ascontiguousarray(frame))
             if result.pose_landmarks:

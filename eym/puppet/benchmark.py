@@ -18,9 +18,17 @@ def case_id(index: int) -> str:
     return f"puppet-{index:03d}"
 
 
-def make_benchmark(out_dir: str | Path, num_cases: int = 80, seed: int = 0, size: int = 512,
-                   num_frames: int = 24, fps: float = 12.0, image_source_every: int = 8,
-                   workers: int = 1, progress: bool = True) -> Path:
+def make_benchmark(
+    out_dir: str | Path,
+    num_cases: int = 80,
+    seed: int = 0,
+    size: int = 512,
+    num_frames: int = 24,
+    fps: float = 12.0,
+    image_source_every: int = 8,
+    workers: int = 1,
+    progress: bool = True,
+) -> Path:
     """Generate cases ``puppet-000`` ... into ``out_dir`` and write ``out_dir/manifest.yaml``.
 
     Case i uses seed ``seed * 100003 + i``; every ``image_source_every``-th case (0 = none) uses its
@@ -38,9 +46,15 @@ def make_benchmark(out_dir: str | Path, num_cases: int = 80, seed: int = 0, size
     cases = []
     for i, ((case_dir, *_), info) in enumerate(zip(jobs, infos)):
         image = image_source_every > 0 and i % image_source_every == image_source_every - 1
-        cases.append(Case(id=case_id(i), source=case_dir / (SOURCE_IMAGE if image else SOURCE_VIDEO),
-                          reference=case_dir / REFERENCE_VIDEO, prompt=info["prompt"],
-                          ground_truth=case_dir / GT_EDIT_VIDEO))
+        cases.append(
+            Case(
+                id=case_id(i),
+                source=case_dir / (SOURCE_IMAGE if image else SOURCE_VIDEO),
+                reference=case_dir / REFERENCE_VIDEO,
+                prompt=info["prompt"],
+                ground_truth=case_dir / GT_EDIT_VIDEO,
+            )
+        )
     manifest = out / "manifest.yaml"
     write_manifest(manifest, cases)
     return manifest
@@ -52,7 +66,9 @@ def _make(job):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="eym-puppet", description="Generate synthetic puppet cases with ground truth.")
+    parser = argparse.ArgumentParser(
+        prog="eym-puppet", description="Generate synthetic puppet cases with ground truth."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     one = sub.add_parser("case", help="one case into a folder")
     one.add_argument("--out", required=True, type=Path, help="case folder to write")
@@ -63,8 +79,9 @@ def main(argv=None) -> int:
     many.add_argument("--out", required=True, type=Path, help="folder for the cases and manifest.yaml")
     many.add_argument("--cases", type=int, default=80)
     many.add_argument("--seed", type=int, default=0)
-    many.add_argument("--image-source-every", type=int, default=8,
-                      help="every Nth case uses a single image as its source (0: none)")
+    many.add_argument(
+        "--image-source-every", type=int, default=8, help="every Nth case uses a single image as its source (0: none)"
+    )
     many.add_argument("--workers", type=int, default=2)
     for p in (one, many):
         p.add_argument("--size", type=int, default=512, help="frame width and height in pixels")
@@ -74,11 +91,14 @@ def main(argv=None) -> int:
     if args.size % 8:
         parser.error("--size must be a multiple of 8")
     if args.command == "case":
-        info = make_case(args.out, args.seed, args.size, args.frames, args.fps, args.source_motion, args.reference_motion)
+        info = make_case(
+            args.out, args.seed, args.size, args.frames, args.fps, args.source_motion, args.reference_motion
+        )
         print(f"wrote {args.out} ({info['source']['motion']['name']} -> {info['reference']['motion']['name']})")
     else:
-        manifest = make_benchmark(args.out, args.cases, args.seed, args.size, args.frames, args.fps,
-                                  args.image_source_every, args.workers)
+        manifest = make_benchmark(
+            args.out, args.cases, args.seed, args.size, args.frames, args.fps, args.image_source_every, args.workers
+        )
         print(f"wrote {manifest}")
     return 0
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from ..skeleton import J, NUM_JOINTS
+from ..skeleton import NUM_JOINTS, J
 
 
 @dataclass(frozen=True)
@@ -48,11 +48,11 @@ class Proportions:
 
 @dataclass(frozen=True)
 class Pose:
-    root_dx: float = 0.0     # horizontal shift of the hips, in heights
-    root_dy: float = 0.0     # vertical lift of the whole body (negative = up), in heights
-    lean: float = 0.0        # torso tilt, positive towards image right
+    root_dx: float = 0.0  # horizontal shift of the hips, in heights
+    root_dy: float = 0.0  # vertical lift of the whole body (negative = up), in heights
+    lean: float = 0.0  # torso tilt, positive towards image right
     head_tilt: float = 0.0
-    yaw: float = 0.0         # body turn: narrows shoulders and hips, turns the face
+    yaw: float = 0.0  # body turn: narrows shoulders and hips, turns the face
     right_arm: float = 0.15
     right_elbow: float = 0.1
     left_arm: float = 0.15
@@ -67,9 +67,9 @@ class Pose:
 class Placement:
     """Where a puppet stands in the frame, as fractions of the frame size."""
 
-    x: float            # hips' horizontal position / width
-    ground: float       # ground line / height
-    height: float       # standing height / frame height
+    x: float  # hips' horizontal position / width
+    ground: float  # ground line / height
+    height: float  # standing height / frame height
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -104,8 +104,14 @@ def pose_keypoints(pose: Pose, prop: Proportions, place: Placement, width: int, 
         arm, elbow_bend = getattr(pose, f"{name}_arm"), getattr(pose, f"{name}_elbow")
         elbow = shoulder + prop.upper_arm * h * _rotate(_limb(side, arm), pose.lean)
         wrist = elbow + prop.forearm * h * _rotate(_limb(side, arm + elbow_bend), pose.lean)
-        for joint, point in (("hip", hip), ("knee", knee), ("ankle", ankle),
-                             ("shoulder", shoulder), ("elbow", elbow), ("wrist", wrist)):
+        for joint, point in (
+            ("hip", hip),
+            ("knee", knee),
+            ("ankle", ankle),
+            ("shoulder", shoulder),
+            ("elbow", elbow),
+            ("wrist", wrist),
+        ):
             kp[J[f"{name}_{joint}"], :2] = point
     kp[J["neck"], :2] = neck
 

@@ -25,8 +25,11 @@ from .render import Appearance, draw_puppet, make_background
 # Files of a case folder, relative to it.
 SOURCE_VIDEO, SOURCE_IMAGE, REFERENCE_VIDEO = "source.mp4", "source.png", "reference.mp4"
 GT_EDIT_VIDEO = "gt/edit.mp4"
-KEYPOINTS = {"source": "gt/source_keypoints.parquet", "reference": "gt/reference_keypoints.parquet",
-             "edit": "gt/edit_keypoints.parquet"}
+KEYPOINTS = {
+    "source": "gt/source_keypoints.parquet",
+    "reference": "gt/reference_keypoints.parquet",
+    "edit": "gt/edit_keypoints.parquet",
+}
 MASKS = {"source": "gt/source_masks", "reference": "gt/reference_masks", "edit": "gt/edit_masks"}
 CASE_INFO = "case.json"
 
@@ -40,13 +43,20 @@ class Actor:
 
     @staticmethod
     def sample(rng: np.random.Generator, motion: str) -> "Actor":
-        place = Placement(x=float(rng.uniform(0.34, 0.66)), ground=float(rng.uniform(0.9, 0.96)),
-                          height=float(rng.uniform(0.55, 0.68)))
+        place = Placement(
+            x=float(rng.uniform(0.34, 0.66)),
+            ground=float(rng.uniform(0.9, 0.96)),
+            height=float(rng.uniform(0.55, 0.68)),
+        )
         return Actor(Appearance.sample(rng), Proportions.sample(rng), place, MotionSpec.sample(rng, motion))
 
     def keypoints(self, num_frames: int, fps: float, width: int, height: int) -> np.ndarray:
-        return np.stack([pose_keypoints(self.motion.pose_at(f / fps), self.body, self.place, width, height)
-                         for f in range(num_frames)]).astype(np.float32)
+        return np.stack(
+            [
+                pose_keypoints(self.motion.pose_at(f / fps), self.body, self.place, width, height)
+                for f in range(num_frames)
+            ]
+        ).astype(np.float32)
 
     def height_px(self, frame_height: int) -> float:
         return self.place.height * frame_height
@@ -55,8 +65,12 @@ class Actor:
         return self.body.chain_length * self.height_px(frame_height)
 
     def to_dict(self) -> dict:
-        return {"appearance": self.look.to_dict(), "proportions": self.body.__dict__,
-                "placement": self.place.to_dict(), "motion": self.motion.to_dict()}
+        return {
+            "appearance": self.look.to_dict(),
+            "proportions": self.body.__dict__,
+            "placement": self.place.to_dict(),
+            "motion": self.motion.to_dict(),
+        }
 
 
 def render(actor: Actor, kp: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -82,8 +96,15 @@ def choose_motions(rng: np.random.Generator, source_motion: str | None, referenc
     return m1, m2
 
 
-def make_case(out_dir: str | Path, seed: int, size: int = 512, num_frames: int = 24, fps: float = 12.0,
-              source_motion: str | None = None, reference_motion: str | None = None) -> dict:
+def make_case(
+    out_dir: str | Path,
+    seed: int,
+    size: int = 512,
+    num_frames: int = 24,
+    fps: float = 12.0,
+    source_motion: str | None = None,
+    reference_motion: str | None = None,
+) -> dict:
     """Generate one case into ``out_dir`` and return its description (also written to case.json)."""
     out = Path(out_dir)
     rng = np.random.default_rng(seed)
@@ -106,15 +127,23 @@ def make_case(out_dir: str | Path, seed: int, size: int = 512, num_frames: int =
     write_image(out / SOURCE_IMAGE, frames_source[0])
     write_video(out / REFERENCE_VIDEO, frames_reference, fps)
     write_video(out / GT_EDIT_VIDEO, frames_edit, fps)
-    for role, kp, masks in (("source", kp_source, masks_source), ("reference", kp_reference, masks_reference),
-                            ("edit", kp_edit, masks_edit)):
+    for role, kp, masks in (
+        ("source", kp_source, masks_source),
+        ("reference", kp_reference, masks_reference),
+        ("edit", kp_edit, masks_edit),
+    ):
         write_keypoints(out / KEYPOINTS[role], kp, size, size, fps=fps, role=role, seed=seed)
         write_frames(out / MASKS[role], masks)
 
     prompt = f"{source.look.describe()} {MOTIONS[m2][2]} in front of a {wall_source} wall"
     info = {
-        "seed": seed, "size": size, "num_frames": num_frames, "fps": fps, "prompt": prompt,
-        "source": source.to_dict(), "reference": reference.to_dict(),
+        "seed": seed,
+        "size": size,
+        "num_frames": num_frames,
+        "fps": fps,
+        "prompt": prompt,
+        "source": source.to_dict(),
+        "reference": reference.to_dict(),
         "edit_transform": {"scale": float(scale), "anchor": "feet", "source_anchor": source_feet0.tolist()},
     }
     write_json(out / CASE_INFO, info)

@@ -20,10 +20,20 @@ _SHIFT = 4  # fractional bits for sub-pixel drawing
 SKIN_TONES = [(255, 224, 196), (241, 194, 125), (224, 172, 105), (198, 134, 66), (141, 85, 36), (92, 58, 35)]
 HAIR_COLOURS = [(20, 17, 15), (60, 40, 25), (110, 75, 40), (200, 160, 90), (150, 60, 30), (170, 170, 170)]
 CLOTH_NAMES = {
-    "red": (200, 40, 45), "blue": (40, 80, 200), "green": (40, 150, 70), "yellow": (230, 200, 50),
-    "purple": (120, 60, 170), "orange": (235, 130, 40), "white": (235, 235, 235), "black": (35, 35, 40),
-    "grey": (120, 120, 125), "teal": (30, 140, 140), "pink": (230, 120, 170), "navy": (30, 40, 90),
-    "brown": (110, 70, 40), "khaki": (190, 170, 120),
+    "red": (200, 40, 45),
+    "blue": (40, 80, 200),
+    "green": (40, 150, 70),
+    "yellow": (230, 200, 50),
+    "purple": (120, 60, 170),
+    "orange": (235, 130, 40),
+    "white": (235, 235, 235),
+    "black": (35, 35, 40),
+    "grey": (120, 120, 125),
+    "teal": (30, 140, 140),
+    "pink": (230, 120, 170),
+    "navy": (30, 40, 90),
+    "brown": (110, 70, 40),
+    "khaki": (190, 170, 120),
 }
 
 
@@ -45,10 +55,13 @@ class Appearance:
         cloth = [n for n in sorted(CLOTH_NAMES) if np.abs(np.subtract(CLOTH_NAMES[n], skin)).sum() > 120]
         shirt, trousers = rng.choice(cloth, size=2, replace=False)
         return Appearance(
-            skin=skin, hair=HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))],
-            shirt=str(shirt), trousers=str(trousers),
+            skin=skin,
+            hair=HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))],
+            shirt=str(shirt),
+            trousers=str(trousers),
             shoes=tuple(int(c) for c in rng.integers(20, 90, 3)),
-            long_sleeves=bool(rng.random() < 0.4), shorts=bool(rng.random() < 0.25),
+            long_sleeves=bool(rng.random() < 0.4),
+            shorts=bool(rng.random() < 0.25),
             long_hair=bool(rng.random() < 0.4),
         )
 
@@ -107,7 +120,9 @@ def _shade(colour, factor: float) -> tuple:
     return tuple(int(np.clip(c * factor, 0, 255)) for c in colour)
 
 
-def draw_puppet(background: np.ndarray, kp: np.ndarray, look: Appearance, height_px: float) -> tuple[np.ndarray, np.ndarray]:
+def draw_puppet(
+    background: np.ndarray, kp: np.ndarray, look: Appearance, height_px: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Draw one figure over ``background`` (H, W, 3 uint8). Returns the image and its bool mask."""
     big = cv2.resize(background, None, fx=SUPERSAMPLE, fy=SUPERSAMPLE, interpolation=cv2.INTER_NEAREST)
     canvas = _Canvas(np.ascontiguousarray(big))
@@ -155,8 +170,12 @@ def _draw_arms(c: _Canvas, p, h, look: Appearance, shirt, skin) -> None:
         if not look.long_sleeves:
             c.disc(elbow + 0.3 * (shoulder - elbow), 0.027 * h, shirt)
         direction = (wrist - elbow) / (np.linalg.norm(wrist - elbow) + 1e-6)
-        c.ellipse(wrist + 0.03 * h * direction, (0.03 * h, 0.022 * h),
-                  float(np.degrees(np.arctan2(direction[1], direction[0]))), skin)
+        c.ellipse(
+            wrist + 0.03 * h * direction,
+            (0.03 * h, 0.022 * h),
+            float(np.degrees(np.arctan2(direction[1], direction[0]))),
+            skin,
+        )
 
 
 def _draw_head(c: _Canvas, p, h, look: Appearance, skin) -> None:
@@ -177,8 +196,12 @@ def _draw_head(c: _Canvas, p, h, look: Appearance, skin) -> None:
         eye = p[f"{side}_eye"]
         c.ellipse(eye, (0.011 * h, 0.007 * h), angle, (250, 250, 250), mask=False)
         c.disc(eye, 0.005 * h, (40, 30, 25), mask=False)
-        c.line(eye + 0.014 * h * up - 0.01 * h * across, eye + 0.016 * h * up + 0.01 * h * across,
-               0.004 * h, _shade(look.hair, 0.8))
+        c.line(
+            eye + 0.014 * h * up - 0.01 * h * across,
+            eye + 0.016 * h * up + 0.01 * h * across,
+            0.004 * h,
+            _shade(look.hair, 0.8),
+        )
     c.line(nose + 0.01 * h * up, nose - 0.004 * h * up, 0.006 * h, _shade(skin, 0.75))
     mouth = nose - 0.024 * h * up
     c.line(mouth - 0.014 * h * across, mouth + 0.014 * h * across, 0.005 * h, (150, 60, 60))
@@ -204,8 +227,13 @@ def make_background(rng: np.random.Generator, width: int, height: int, ground: f
         w, hh = int(rng.uniform(0.06, 0.22) * width), int(rng.uniform(0.06, 0.2) * height)
         if rng.random() < 0.6:
             cv2.rectangle(image, (cx - w // 2, cy - hh // 2), (cx + w // 2, cy + hh // 2), colour, -1)
-            cv2.rectangle(image, (cx - w // 2, cy - hh // 2), (cx + w // 2, cy + hh // 2),
-                          tuple(v * 0.6 for v in colour), max(1, width // 128))
+            cv2.rectangle(
+                image,
+                (cx - w // 2, cy - hh // 2),
+                (cx + w // 2, cy + hh // 2),
+                tuple(v * 0.6 for v in colour),
+                max(1, width // 128),
+            )
         else:
             cv2.circle(image, (cx, cy), min(w, hh) // 2, colour, -1)
     noise = cv2.GaussianBlur(rng.normal(0, 1, (height, width)).astype(np.float32), (0, 0), max(1.0, width / 256))

@@ -1,0 +1,52 @@
+"""Everything a stage needs from the network, built from the ``model`` section of params.yaml."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from .loading import BaseModel, load_base_model, load_controlnet, resolve_device, resolve_dtype
+from .video_model import EditYourMotionModel, VideoModelConfig, build_video_model
+
+log = logging.getLogger("eym")
+
+
+@dataclass
+class Components:
+    base: BaseModel
+    model: EditYourMotionModel
+    device: str
+    dtype: torch.dtype  # weights of the frozen parts and the autocast dtype
+
+    def autocast(self):
+        return torch.autocast(self.device.split(":")[0], dtype=self.dtype, enabled=self.dtype != torch.float32)
+
+    def latent_factor(self) -> int:
+        """Image sides must be multiples of this: the VAE's and the UNet's downsampling."""
+        vae = 2 ** (len(self.base.vae.config.block_out_channels) - 1)
+        unet = 2 ** (len(self.model.unet.config.block_out_channels) - 1)
+        return vae * unet
+
+
+def load_components(model_params: dict, with_controlnet: bool = True) -> Components:
+    device = resolve_device(str(model_params.get("device", "auto")))
+    dtype = resolve_dtype(str(model_params.get("precision", "auto")), device)
+    allow, variant = bool(model_params.get("allow_download", False)), model_params.get("variant")
+    base = load_base_model(model_params["base"], dtype, device, allow, variant)
+    controlnet = load_controlnet(model_params["controlnet"], dtype, device, allow, variant) if with_controlnet else None
+    config = VideoModelConfig.from_params(model_params)
+    if controlnet is None:
+        config.motion_attention = False
+    model = build_video_model(base.unet, controlnet, config)
+    log.info(
+        "model: %s + %s on %s (%s), spatial attention %s, motion attention %s",
+        model_params["base"],
+        model_params["controlnet"] if with_controlnet else "no ControlNet",
+        device,
+        str(dtype).split(".")[-1],
+        config.spatial_attention,
+        "on" if model.use_motion_attention else "off",
+    )
+    return Components(base, model, device, dtype)

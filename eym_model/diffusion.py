@@ -1,0 +1,138 @@
+"""Video latents in and out of the VAE, prompt embeddings, the training loss, DDIM inversion and sampling.
+
+Schedulers are diffusers' own (DDIMScheduler, DDIMInverseScheduler, DDPMScheduler), built from
+the base model's scheduler config. Videos are (batch, 3, frames, H, W) in [-1, 1]; latents are
+(batch, 4, frames, H/8, W/8), already multiplied by the VAE's scaling factor.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+
+@torch.no_grad()
+def video_posterior(vae, video: torch.Tensor, chunk: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std of the VAE posterior for (batch, 3, frames, H, W) video, ``chunk`` frames at a
+    time (VAE slicing); unscaled, shaped (batch, 4, frames, h, w)."""
+    batch, _, frames = video.shape[:3]
+    flat = video.transpose(1, 2).flatten(0, 1).to(vae.device, vae.dtype)
+    parts = [vae.encode(piece).latent_dist for piece in flat.split(chunk)]
+    mean, std = torch.cat([d.mean for d in parts]), torch.cat([d.std for d in parts])
+    return tuple(t.reshape(batch, frames, *t.shape[1:]).transpose(1, 2) for t in (mean, std))
+
+
+def encode_video(
+    vae, video: torch.Tensor, chunk: int = 8, sample: bool = False, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Scaled latents of a video: the posterior mean, or a sample from it."""
+    mean, std = video_posterior(vae, video, chunk)
+    if sample:
+        mean = mean + std * torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+    return mean * vae.config.scaling_factor
+
+
+@torch.no_grad()
+def decode_video(vae, latents: torch.Tensor, chunk: int = 8) -> torch.Tensor:
+    """Latents -> frames in [-1, 1], ``chunk`` frames at a time."""
+    batch, _, frames = latents.shape[:3]
+    flat = latents.transpose(1, 2).flatten(0, 1).to(vae.device, vae.dtype) / vae.config.scaling_factor
+    video = torch.cat([vae.decode(piece).sample for piece in flat.split(chunk)]).clamp(-1, 1)
+    return video.reshape(batch, frames, *video.shape[1:]).transpose(1, 2)
+
+
+@torch.no_grad()
+def encode_prompts(tokenizer, text_encoder, prompts: list[str]) -> torch.Tensor:
+    ids = tokenizer(
+        prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids
+    return text_encoder(ids.to(text_encoder.device))[0]
+
+
+def training_loss(
+    model,
+    noise_scheduler,
+    latents: torch.Tensor,
+    text: torch.Tensor,
+    skeletons=None,
+    conditioning_scale: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Epsilon-prediction MSE at a random timestep, one timestep per video (peers' objective)."""
+    noise = torch.randn(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
+    t = torch.randint(
+        0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator, device=latents.device
+    )
+    noisy = noise_scheduler.add_noise(latents, noise, t)
+    pred = model(noisy, t, text, skeletons, conditioning_scale)
+    target = (
+        noise
+        if noise_scheduler.config.prediction_type == "epsilon"
+        else noise_scheduler.get_velocity(latents, noise, t)
+    )
+    return F.mse_loss(pred.float(), target.float())
+
+
+def _predict(model, latents, t, text, skeletons, conditioning_scale, guidance_scale, uncond):
+    if guidance_scale == 1.0 or uncond is None:
+        return model(latents, t, text, skeletons, conditioning_scale)
+    both = model(
+        torch.cat([latents, latents]),
+        t,
+        torch.cat([uncond, text]),
+        None if skeletons is None else torch.cat([skeletons, skeletons]),
+        conditioning_scale,
+    )
+    eps_uncond, eps_text = both.chunk(2)
+    return eps_uncond + guidance_scale * (eps_text - eps_uncond)
+
+
+@torch.no_grad()
+def ddim_invert(
+    model,
+    latents: torch.Tensor,
+    text: torch.Tensor,
+    scheduler_config: dict,
+    num_steps: int = 50,
+    skeletons=None,
+    conditioning_scale: float = 1.0,
+    progress: bool = True,
+) -> torch.Tensor:
+    """Run DDIM backwards from clean latents to the noise that DDIM sampling maps back to them."""
+    from diffusers import DDIMInverseScheduler
+
+    scheduler = DDIMInverseScheduler.from_config(scheduler_config)
+    scheduler.set_timesteps(num_steps, device=latents.device)
+    x = latents
+    for t in tqdm(scheduler.timesteps, desc="DDIM inversion", disable=not progress, leave=False):
+        eps = model(x, t, text, skeletons, conditioning_scale)
+        x = scheduler.step(eps, t, x).prev_sample
+    return x
+
+
+@torch.no_grad()
+def ddim_sample(
+    model,
+    noise: torch.Tensor,
+    text: torch.Tensor,
+    scheduler_config: dict,
+    num_steps: int = 50,
+    skeletons=None,
+    conditioning_scale: float = 1.0,
+    guidance_scale: float = 1.0,
+    uncond: torch.Tensor | None = None,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    progress: bool = True,
+) -> torch.Tensor:
+    """DDIM sampling from ``noise`` (e.g. inverted latents); guidance_scale 1 means no guidance."""
+    from diffusers import DDIMScheduler
+
+    scheduler = DDIMScheduler.from_config(scheduler_config)
+    scheduler.set_timesteps(num_steps, device=noise.device)
+    x = noise
+    for t in tqdm(scheduler.timesteps, desc="DDIM sampling", disable=not progress, leave=False):
+        eps = _predict(model, x, t, text, skeletons, conditioning_scale, guidance_scale, uncond)
+        x = scheduler.step(eps, t, x, eta=eta, generator=generator).prev_sample
+    return x

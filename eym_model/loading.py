@@ -1,0 +1,142 @@
+"""Loading Stable Diffusion 1.5 and ControlNet-OpenPose in diffusers format, from a folder or a hub id.
+
+A hub id is looked up in the local Hugging Face cache only, unless downloads are allowed: on a
+machine without network a missing model fails at once with a message that says what was looked
+for and how to provide it, instead of hanging on a download.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from eym.errors import MissingWeightsError
+
+DEFAULT_BASE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+DEFAULT_CONTROLNET = "lllyasviel/sd-controlnet-openpose"
+BASE_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+_WEIGHT_PATTERNS = ["*.json", "*.txt", "*.safetensors"]
+_SKIP_PATTERNS = ["*.ckpt", "*.bin", "*.msgpack", "*.onnx", "*non_ema*", "safety_checker/*", "feature_extractor/*"]
+
+
+@dataclass
+class BaseModel:
+    unet: "torch.nn.Module"
+    vae: "torch.nn.Module"
+    text_encoder: "torch.nn.Module"
+    tokenizer: object
+    scheduler_config: dict
+    source: str
+
+
+def resolve_dtype(precision: str, device: str) -> torch.dtype:
+    """'auto' is fp16 on CUDA and fp32 on CPU."""
+    if precision == "auto":
+        return torch.float16 if str(device).startswith("cuda") else torch.float32
+    try:
+        return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    except KeyError:
+        raise ValueError(f"precision must be auto, fp32, fp16 or bf16, not {precision!r}") from None
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MissingWeightsError(f"device {device!r} was asked for, but no CUDA GPU is visible to torch")
+    return device
+
+
+def locate(
+    name_or_path: str, what: str, required: tuple[str, ...], allow_download: bool = False, variant: str | None = None
+) -> Path:
+    """A local folder for a model given as a folder or a hub id, checking that ``required`` parts exist."""
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        _check_parts(path, what, required)
+        return path
+    if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") != 1:
+        raise MissingWeightsError(f"{what}: folder {path} does not exist (and {name_or_path!r} is not a hub id)")
+    from huggingface_hub import snapshot_download
+
+    patterns = [f"{part}/{p}" for part in required for p in _WEIGHT_PATTERNS] if required else list(_WEIGHT_PATTERNS)
+    skip = list(_SKIP_PATTERNS) + ([] if variant else ["*.fp16.*"])
+    try:
+        folder = Path(
+            snapshot_download(
+                name_or_path,
+                allow_patterns=patterns + ["*.json"],
+                ignore_patterns=skip,
+                local_files_only=not allow_download,
+            )
+        )
+    except Exception as exc:  # hub errors differ between offline, missing and gated repositories
+        raise MissingWeightsError(_missing_message(what, name_or_path, allow_download, exc)) from exc
+    _check_parts(folder, what, required)
+    return folder
+
+
+def _missing_message(what: str, repo: str, allow_download: bool, exc: Exception) -> str:
+    how = (
+        f"download it where you have network, e.g.\n    hf download {repo} --local-dir models/{repo.split('/')[-1]}\n"
+        f"and give that folder instead of the hub id"
+    )
+    if not allow_download:
+        how += ", or allow downloads (model.allow_download: true) on a machine with network"
+    return (
+        f"{what} {repo!r} was not found in the local Hugging Face cache"
+        f"{'' if not allow_download else ' and could not be downloaded'} ({type(exc).__name__}). To provide it, {how}."
+    )
+
+
+def _check_parts(folder: Path, what: str, required: tuple[str, ...]) -> None:
+    missing = [part for part in required if not (folder / part).is_dir()]
+    if not required and not (folder / "config.json").is_file():
+        missing = ["config.json"]
+    if missing:
+        raise MissingWeightsError(f"{what}: {folder} is not a diffusers model folder (missing {', '.join(missing)})")
+
+
+def load_base_model(
+    name_or_path: str = DEFAULT_BASE_MODEL,
+    dtype: torch.dtype = torch.float32,
+    device: str = "cpu",
+    allow_download: bool = False,
+    variant: str | None = None,
+) -> BaseModel:
+    """UNet, VAE, text encoder, tokenizer and scheduler config of an SD-1.5-layout model."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    folder = locate(name_or_path, "base model", BASE_PARTS, allow_download, variant)
+    kwargs = {"torch_dtype": dtype, "variant": variant}
+    try:
+        unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", **kwargs)
+        vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", **kwargs)
+        text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", dtype=dtype, variant=variant)
+        tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer")
+        scheduler_config = dict(DDIMScheduler.load_config(folder, subfolder="scheduler"))
+    except (OSError, ValueError) as exc:
+        raise MissingWeightsError(f"base model: could not load from {folder}: {exc}") from exc
+    for module in (unet, vae, text_encoder):
+        module.to(device).requires_grad_(False).eval()
+    return BaseModel(unet, vae, text_encoder, tokenizer, scheduler_config, str(name_or_path))
+
+
+def load_controlnet(
+    name_or_path: str = DEFAULT_CONTROLNET,
+    dtype: torch.dtype = torch.float32,
+    device: str = "cpu",
+    allow_download: bool = False,
+    variant: str | None = None,
+):
+    from diffusers import ControlNetModel
+
+    folder = locate(name_or_path, "ControlNet", (), allow_download, variant)
+    try:
+        controlnet = ControlNetModel.from_pretrained(folder, torch_dtype=dtype, variant=variant)
+    except (OSError, ValueError) as exc:
+        raise MissingWeightsError(f"ControlNet: could not load from {folder}: {exc}") from exc
+    return controlnet.to(device).requires_grad_(False).eval()

@@ -1,0 +1,159 @@
+"""What every stage shares: the case folder, merged parameters, logging and the command line.
+
+A case folder (``data/cases/<id>/``) holds ``case.yaml`` (the case's id and input files, paths
+relative to the folder), an optional ``params.yaml`` with the case's prompt and parameter
+overrides, and one sub-folder per stage output. Every stage is ``run(case_dir, params)`` in Python
+and ``python -m stages.<name> CASE_DIR [--params FILE ...]`` on the command line; DVC and Prefect
+both call the command line, so they run the same code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from eym.errors import EYMError, InputError
+
+log = logging.getLogger("eym")
+CASE_FILE = "case.yaml"
+CASE_PARAMS = "params.yaml"
+
+# Stage output folders inside a case folder.
+FRAMES, MASKS, POSE, OFFSET = "frames", "masks", "pose", "offset"
+STAGE1, STAGE2, INVERSION, SAMPLE, EVALUATION = "stage1", "stage2", "inversion", "sample", "eval"
+
+
+@dataclass(frozen=True)
+class CaseInputs:
+    id: str
+    source: Path
+    reference: Path
+    ground_truth: Path | None
+
+    @property
+    def source_is_image(self) -> bool:
+        from eym.media import is_image
+
+        return is_image(self.source)
+
+    @property
+    def reference_is_keypoints(self) -> bool:
+        return self.reference.suffix.lower() == ".parquet"
+
+
+def read_case(case_dir: str | Path) -> CaseInputs:
+    case_dir = Path(case_dir)
+    path = case_dir / CASE_FILE
+    if not path.is_file():
+        raise InputError(f"{path}: case file not found (create the case with `eym-edit` or flows.cases)")
+    data = yaml.safe_load(path.read_text()) or {}
+    missing = [k for k in ("id", "source", "reference") if not data.get(k)]
+    if missing:
+        raise InputError(f"{path}: missing {missing}")
+
+    def resolve(value):
+        return (case_dir / value).resolve() if value else None
+
+    return CaseInputs(
+        str(data["id"]), resolve(data["source"]), resolve(data["reference"]), resolve(data.get("ground_truth"))
+    )
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def default_params_files(case_dir: Path) -> list[Path]:
+    """The nearest params.yaml above the case folder, then the case's own overrides if present."""
+    case_dir = Path(case_dir).resolve()
+    files = []
+    for parent in case_dir.parents:
+        if (parent / "params.yaml").is_file():
+            files.append(parent / "params.yaml")
+            break
+    if (case_dir / CASE_PARAMS).is_file():
+        files.append(case_dir / CASE_PARAMS)
+    return files
+
+
+def load_params(files: list[str | Path]) -> dict:
+    params: dict = {}
+    for file in files:
+        file = Path(file)
+        if not file.is_file():
+            raise InputError(f"{file}: parameters file not found")
+        try:
+            params = deep_merge(params, yaml.safe_load(file.read_text()) or {})
+        except yaml.YAMLError as exc:
+            raise InputError(f"{file}: not valid YAML ({exc})") from exc
+    return params
+
+
+def section(params: dict, name: str, required: tuple[str, ...] = ()) -> dict:
+    """A params section, with a clear error for keys the stage needs and the file lacks."""
+    values = params.get(name)
+    if not isinstance(values, dict):
+        raise InputError(f"params: section '{name}' is missing (see the repository's params.yaml)")
+    missing = [k for k in required if k not in values]
+    if missing:
+        raise InputError(f"params: section '{name}' lacks {missing}")
+    return values
+
+
+def quiet_libraries() -> None:
+    """Silence import-time chatter of third-party packages (mediapipe's glog, timm's deprecations)."""
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for category in (FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category)
+    warnings.filterwarnings("ignore", message="Overwriting tiny_vit", category=UserWarning)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    quiet_libraries()
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+def stage_main(name: str, run: Callable[[Path, dict], object], argv=None) -> int:
+    """The command line of a stage: clean one-line errors for bad input, tracebacks only for bugs."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m stages.{name}", description=(run.__doc__ or "").strip().splitlines()[0]
+    )
+    parser.add_argument("case_dir", type=Path, help="the case folder (holds case.yaml)")
+    parser.add_argument(
+        "--params",
+        type=Path,
+        action="append",
+        help="parameter file, repeatable, later ones override (default: the nearest params.yaml "
+        "above the case folder, then the case's params.yaml)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    start = time.perf_counter()
+    try:
+        params = load_params(args.params or default_params_files(args.case_dir))
+        run(args.case_dir, params)
+    except EYMError as exc:
+        log.error("%s failed: %s", name, exc)
+        return 2
+    log.info("%s done in %.1f s", name, time.perf_counter() - start)
+    return 0

@@ -1,0 +1,197 @@
+"""Frame extraction: decode source and reference, pick frames, resize to cover and centre-crop.
+
+An image source is repeated to the reference's length (the paper's single-image mode). A reference
+given as a keypoints file gets the same frame choice and the same geometric transform. Writes
+``frames/source/``, ``frames/reference/`` (or ``frames/reference_keypoints.parquet``) and
+``frames/meta.json`` (source fps, original sizes, frame indices, crop transform).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from eym.atomic import atomic_path, write_json
+from eym.errors import InputError
+from eym.keypoints import read_keypoints, write_keypoints
+from eym.media import open_video, read_image, read_video, write_frames
+
+from .common import FRAMES, log, read_case, section, stage_main
+
+PARAMS = ("count", "stride", "fps", "start", "width", "height")
+
+
+def frame_indices(
+    total: int,
+    count: int | None,
+    stride: int,
+    start: int,
+    fps: float | None = None,
+    video_fps: float | None = None,
+    what: str = "video",
+) -> list[int]:
+    """Indices start, start + step, ... where step is ``stride``, or video_fps / fps when fps is set."""
+    step = float(stride)
+    if fps:
+        if not video_fps:
+            raise InputError(f"{what}: frames.fps is set but the frame rate of the input is unknown")
+        step = video_fps / fps
+    if step <= 0 or start < 0:
+        raise InputError(f"{what}: frames.stride/fps must be positive and frames.start non-negative")
+    available = int(math.floor((total - 1 - start) / step)) + 1 if total > start else 0
+    if count is None:
+        count = available
+    if count < 1 or available < count:
+        need = start + int(round((count - 1) * step)) + 1
+        raise InputError(
+            f"{what} has {total} frames, fewer than asked: frames.count={count} at a step of "
+            f"{step:g} from frame {start} needs {need}. Lower frames.count or frames.stride."
+        )
+    return [start + int(round(k * step)) for k in range(count)]
+
+
+def cover_transform(width: int, height: int, out_w: int, out_h: int) -> dict:
+    """Scale that makes the image cover out_w x out_h, and the centred crop offset after scaling."""
+    scale = max(out_w / width, out_h / height)
+    return {"scale": scale, "crop_x": (width * scale - out_w) / 2, "crop_y": (height * scale - out_h) / 2}
+
+
+def resize_crop(frames: np.ndarray, out_w: int, out_h: int) -> tuple[np.ndarray, dict]:
+    height, width = frames.shape[1:3]
+    t = cover_transform(width, height, out_w, out_h)
+    new_w, new_h = max(out_w, round(width * t["scale"])), max(out_h, round(height * t["scale"]))
+    x0, y0 = (new_w - out_w) // 2, (new_h - out_h) // 2
+    t.update(crop_x=float(x0), crop_y=float(y0))
+    interp = cv2.INTER_AREA if t["scale"] < 1 else cv2.INTER_CUBIC
+    out = np.stack(
+        [cv2.resize(f, (new_w, new_h), interpolation=interp)[y0 : y0 + out_h, x0 : x0 + out_w] for f in frames]
+    )
+    return out, t
+
+
+def transform_keypoints(kp: np.ndarray, t: dict) -> np.ndarray:
+    out = kp.copy()
+    out[..., 0] = kp[..., 0] * t["scale"] - t["crop_x"]
+    out[..., 1] = kp[..., 1] * t["scale"] - t["crop_y"]
+    return out
+
+
+def _video(path: Path, p: dict, what: str):
+    reader = open_video(path)
+    fps = float(reader.get_avg_fps())
+    indices = frame_indices(len(reader), p["count"], p["stride"], p["start"], p["fps"], fps, f"{what} {path}")
+    frames = read_video(path, indices)
+    info = {
+        "path": str(path),
+        "fps": fps,
+        "frames_in_file": len(reader),
+        "indices": indices,
+        "original_size": [int(frames.shape[2]), int(frames.shape[1])],
+    }
+    return frames, info
+
+
+def run(case_dir: Path, params: dict) -> dict:
+    """Frame extraction: source and reference frames at the working resolution."""
+    p = section(params, "frames", PARAMS)
+    width, height = int(p["width"]), int(p["height"])
+    if width % 8 or height % 8 or width <= 0 or height <= 0:
+        raise InputError(
+            f"params: frames.width and frames.height must be positive multiples of 8, got {width}x{height}"
+        )
+    case = read_case(case_dir)
+    meta = {"width": width, "height": height, "source_kind": "image" if case.source_is_image else "video"}
+
+    if case.reference_is_keypoints:
+        ref_kp, ref_meta = read_keypoints(case.reference)
+        ref_w, ref_h = ref_meta.get("width"), ref_meta.get("height")
+        if not ref_w or not ref_h:  # normalised coordinates
+            ref_kp[..., 0] *= width
+            ref_kp[..., 1] *= height
+            ref_w, ref_h = width, height
+        indices = frame_indices(
+            len(ref_kp),
+            p["count"],
+            p["stride"],
+            p["start"],
+            p["fps"],
+            ref_meta.get("fps"),
+            f"reference keypoints {case.reference}",
+        )
+        t = cover_transform(ref_w, ref_h, width, height)
+        ref_kp = transform_keypoints(ref_kp[indices], t)
+        meta["reference"] = {
+            "path": str(case.reference),
+            "kind": "keypoints",
+            "indices": indices,
+            "transform": t,
+            "fps": ref_meta.get("fps"),
+            "original_size": [ref_w, ref_h],
+        }
+        reference = None
+        num_frames = len(indices)
+    else:
+        reference, meta["reference"] = _video(case.reference, p, "reference video")
+        reference, meta["reference"]["transform"] = resize_crop(reference, width, height)
+        meta["reference"]["kind"] = "video"
+        num_frames = len(reference)
+
+    if case.source_is_image:
+        image = read_image(case.source)
+        source, t = resize_crop(image[None], width, height)
+        source = np.repeat(source, num_frames, axis=0)
+        meta["source"] = {
+            "path": str(case.source),
+            "kind": "image",
+            "repeated": num_frames,
+            "transform": t,
+            "fps": meta["reference"].get("fps"),
+            "original_size": [image.shape[1], image.shape[0]],
+        }
+    else:
+        source, meta["source"] = _video(case.source, p, "source video")
+        source, meta["source"]["transform"] = resize_crop(source, width, height)
+        meta["source"]["kind"] = "video"
+        if len(source) != num_frames:
+            raise InputError(
+                f"source {case.source} gives {len(source)} frames but the reference {case.reference} "
+                f"gives {num_frames}: set frames.count so that both have enough frames"
+            )
+    meta["num_frames"] = num_frames
+    meta["fps"] = _output_fps(meta, p)
+
+    with atomic_path(Path(case_dir) / FRAMES) as out:
+        out.mkdir()
+        write_frames(out / "source", source)
+        if reference is not None:
+            write_frames(out / "reference", reference)
+        else:
+            write_keypoints(out / "reference_keypoints.parquet", ref_kp, width, height, role="reference")
+        write_json(out / "meta.json", meta)
+    log.info(
+        "frames: %d frames at %dx%d (source: %s, reference: %s)",
+        num_frames,
+        width,
+        height,
+        meta["source"]["kind"],
+        meta["reference"]["kind"],
+    )
+    return meta
+
+
+def _output_fps(meta: dict, p: dict) -> float:
+    """Frame rate of the extracted clip: frames.fps, or the input's rate divided by the stride."""
+    if p["fps"]:
+        return float(p["fps"])
+    for role in ("source", "reference"):
+        if meta[role].get("fps"):
+            return float(meta[role]["fps"]) / p["stride"]
+    return 8.0
+
+
+if __name__ == "__main__":
+    sys.exit(stage_main("frames", run))

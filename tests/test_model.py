@@ -1,0 +1,268 @@
+"""The video model on tiny random weights: inflation, MA, trainable sets, saving, DDIM, loading."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from eym.errors import InputError, MissingWeightsError
+from eym_model.diffusion import ddim_invert, ddim_sample, encode_prompts, training_loss
+from eym_model.loading import load_base_model, load_controlnet
+from eym_model.trainable import load_trainable, save_trainable, select, set_trainable
+from eym_model.video_model import VideoModelConfig, build_video_model
+
+FRAMES = 4
+
+
+def _inputs(base, seed=0, frames=FRAMES):
+    g = torch.Generator().manual_seed(seed)
+    latents = torch.randn(1, 4, frames, 8, 8, generator=g)
+    skeletons = torch.rand(1, 3, frames, 64, 64, generator=g)
+    text = encode_prompts(base.tokenizer, base.text_encoder, ["a person waving"])
+    return latents, skeletons, text
+
+
+def _per_frame_image_model(model, latents, t, text, skeletons):
+    """The untouched 2-D UNet + ControlNet run frame by frame, with stock attention processors."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    for _, block in model._blocks:
+        block.attn1.set_processor(AttnProcessor2_0())
+    frames = []
+    for f in range(latents.shape[2]):
+        x, cond = latents[:, :, f], skeletons[:, :, f]
+        with torch.no_grad():
+            down, mid = model.controlnet(x, t, text, controlnet_cond=cond, return_dict=False)
+            out = model.unet.__class__.forward(
+                model.unet, x, t, text, down_block_additional_residuals=down, mid_block_additional_residual=mid
+            ).sample
+        frames.append(out)
+    return torch.stack(frames, 2)
+
+
+def test_inflated_model_at_init_equals_the_image_model_frame_by_frame(tiny_video_model):
+    base, model = tiny_video_model
+    latents, skeletons, text = _inputs(base)
+    model.set_spatial_attention("frame")
+    with torch.no_grad():
+        video = model(latents, 500, text, skeletons)
+    # Hooks stay installed, so switch them off by giving the temporal layers one frame at a time.
+    model.context.num_frames = 1
+    image = _per_frame_image_model(model, latents, torch.tensor([500]), text, skeletons)
+    torch.testing.assert_close(video, image, atol=1e-5, rtol=1e-5)
+    # RCA changes the output (it attends to the neighbours), temporal layers at init do not.
+    model.set_spatial_attention("rca")
+    with torch.no_grad():
+        assert (model(latents, 500, text, skeletons) - video).abs().max() > 1e-4
+
+
+def test_motion_attention_is_the_identity_at_init_and_its_bypass_is_plain_controlnet(tiny_video_model):
+    base, model = tiny_video_model
+    latents, skeletons, text = _inputs(base)
+    with torch.no_grad():
+        with_ma = model(latents, 300, text, skeletons)
+        model.use_motion_attention = False
+        bypass = model(latents, 300, text, skeletons)
+        model.use_motion_attention = True
+        # The bypass is diffusers' own ControlNet path: residuals into the UNet's arguments.
+        b, c, f, h, w = latents.shape
+        sample = latents.transpose(1, 2).reshape(f, c, h, w)
+        cond = skeletons.transpose(1, 2).reshape(f, 3, 64, 64)
+        t, txt = torch.full((f,), 300), text.repeat(f, 1, 1)
+        down, mid = model.controlnet(sample, t, txt, controlnet_cond=cond, return_dict=False)
+        native = model.unet(
+            sample, t, txt, down_block_additional_residuals=down, mid_block_additional_residual=mid
+        ).sample
+        no_control = model(latents, 300, text, None)
+    assert torch.equal(with_ma, bypass)
+    torch.testing.assert_close(bypass, native.reshape(b, f, c, h, w).transpose(1, 2), atol=0, rtol=0)
+    assert (bypass - no_control).abs().max() > 1e-4  # the skeletons matter
+    # Once MA's output projection is non-zero, MA changes the result.
+    with torch.no_grad():
+        for block in model.motion_attention.blocks:
+            block.out.weight.normal_(std=0.05)
+        assert (model(latents, 300, text, skeletons) - bypass).abs().max() > 1e-4
+
+
+def _transformer_block_names(model):
+    return [name for name, _ in model._blocks]
+
+
+def test_trainable_sets_are_exactly_the_papers(tiny_video_model):
+    _, model = tiny_video_model
+    blocks = _transformer_block_names(model)
+    stage1 = set(select(model, ["temporal", "motion_attention"]))
+    assert stage1 == {n for n, _ in model.named_parameters() if n.startswith(("temporal.", "motion_attention."))}
+    stage2 = set(select(model, ["rca", "motion_attention"]))
+    attn1 = {
+        f"unet.{b}.attn1.{p}"
+        for b in blocks
+        for p in ("to_q.weight", "to_k.weight", "to_v.weight", "to_out.0.weight", "to_out.0.bias")
+    }
+    assert stage2 == attn1 | {n for n in stage1 if n.startswith("motion_attention.")}
+    tav = set(select(model, ["attn1.to_q", "attn2.to_q", "temporal"]))
+    assert {n for n in tav if n.startswith("unet.")} == {
+        f"unet.{b}.attn{i}.to_q.weight" for b in blocks for i in (1, 2)
+    }
+    with pytest.raises(ValueError, match="unknown trainable group"):
+        select(model, ["everything"])
+
+
+@pytest.mark.parametrize("groups", [["temporal", "motion_attention"], ["spatial_attention", "motion_attention"]])
+def test_one_optimisation_step_changes_only_the_trainable_set(tiny_video_model, groups):
+    base, model = tiny_video_model
+    from diffusers import DDPMScheduler
+
+    trainable = set_trainable(model, groups)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer = torch.optim.AdamW(trainable.values(), lr=1e-2)
+    latents, skeletons, text = _inputs(base)
+    loss = training_loss(
+        model,
+        DDPMScheduler.from_config(base.scheduler_config),
+        latents,
+        text,
+        skeletons,
+        generator=torch.Generator().manual_seed(0),
+    )
+    loss.backward()
+    optimizer.step()
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert changed <= set(trainable)
+    with_gradient = {n for n, p in trainable.items() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert with_gradient and with_gradient <= changed
+    for group in groups:
+        assert changed & set(select(model, [group])), group
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_models):
+    from diffusers import DDPMScheduler
+
+    grads = []
+    for checkpointing in (False, True):
+        base = load_base_model(str(tiny_models[0]))
+        config = VideoModelConfig(
+            motion_attention_dim=16, motion_attention_heads=2, temporal_head_dim=8, gradient_checkpointing=checkpointing
+        )
+        model = build_video_model(base.unet, load_controlnet(str(tiny_models[1])), config)
+        model.train()
+        params = set_trainable(model, ["temporal", "spatial_attention", "motion_attention"])
+        torch.manual_seed(0)
+        with torch.no_grad():  # give zero-initialised outputs weight so that every gradient flows
+            for name, p in params.items():
+                if name.endswith(("out.weight", "to_out.0.weight")):
+                    p.normal_(std=0.05)
+        latents, skeletons, text = _inputs(base)
+        loss = training_loss(
+            model,
+            DDPMScheduler.from_config(base.scheduler_config),
+            latents,
+            text,
+            skeletons,
+            generator=torch.Generator().manual_seed(0),
+        )
+        loss.backward()
+        grads.append({n: p.grad.clone() for n, p in params.items()})
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_trainable_weights_round_trip_bit_exactly(tiny_models, tmp_path):
+    def fresh():
+        base = load_base_model(str(tiny_models[0]))
+        config = VideoModelConfig(motion_attention_dim=16, motion_attention_heads=2, temporal_head_dim=8)
+        return build_video_model(base.unet, load_controlnet(str(tiny_models[1])), config)
+
+    groups = ["spatial_attention", "motion_attention"]
+    model = fresh()
+    with torch.no_grad():
+        for p in select(model, groups).values():
+            p.add_(torch.randn_like(p))
+    save_trainable(model, tmp_path / "w.safetensors", groups)
+    from safetensors.torch import load_file
+
+    assert set(load_file(tmp_path / "w.safetensors")) == set(select(model, groups))
+    other = fresh()
+    loaded = load_trainable(other, tmp_path / "w.safetensors")
+    assert loaded == sorted(select(model, groups))
+    for name, p in other.named_parameters():
+        assert torch.equal(p, dict(model.named_parameters())[name]), name
+    # A model without MA cannot take the file.
+    base = load_base_model(str(tiny_models[0]))
+    no_ma = build_video_model(base.unet, None, VideoModelConfig(motion_attention=False, temporal_head_dim=8))
+    with pytest.raises(InputError, match="do not exist in this model"):
+        load_trainable(no_ma, tmp_path / "w.safetensors")
+
+
+def test_ddim_inversion_then_sampling_reconstructs_the_latents(tiny_video_model):
+    base, model = tiny_video_model
+    # Random weights predict erratic noise; scaling the UNet's output makes the predictor as smooth
+    # as a trained one is along a DDIM path (see docs/benchmarks.md for the unscaled figure).
+    with torch.no_grad():
+        model.unet.conv_out.weight.mul_(0.1)
+        model.unet.conv_out.bias.mul_(0.1)
+    latents, skeletons, _ = _inputs(base, seed=3)
+    empty = encode_prompts(base.tokenizer, base.text_encoder, [""])
+    config = base.scheduler_config
+    noise = ddim_invert(model, latents, empty, config, 50, skeletons=skeletons, progress=False)
+    again = ddim_sample(model, noise, empty, config, 50, skeletons=skeletons, progress=False)
+    error = (again - latents).abs().mean().item()
+    from_random = ddim_sample(model, torch.randn_like(noise), empty, config, 50, skeletons=skeletons, progress=False)
+    baseline = (from_random - latents).abs().mean().item()
+    assert (noise - latents).abs().mean() > 0.5 * latents.abs().mean()  # it really went up the noise levels
+    assert error < 0.02 and error < 0.01 * baseline
+
+
+def test_guidance_scale_one_is_plain_sampling(tiny_video_model):
+    base, model = tiny_video_model
+    latents, skeletons, text = _inputs(base)
+    empty = encode_prompts(base.tokenizer, base.text_encoder, [""])
+    plain = ddim_sample(model, latents, text, base.scheduler_config, 3, skeletons=skeletons, progress=False)
+    one = ddim_sample(
+        model,
+        latents,
+        text,
+        base.scheduler_config,
+        3,
+        skeletons=skeletons,
+        guidance_scale=1.0,
+        uncond=empty,
+        progress=False,
+    )
+    guided = ddim_sample(
+        model,
+        latents,
+        text,
+        base.scheduler_config,
+        3,
+        skeletons=skeletons,
+        guidance_scale=7.5,
+        uncond=empty,
+        progress=False,
+    )
+    assert torch.equal(plain, one)
+    assert (guided - plain).abs().max() > 1e-4
+
+
+def test_loader_reads_the_saved_tiny_folders(tiny_models):
+    base = load_base_model(str(tiny_models[0]))
+    assert base.unet.config.cross_attention_dim == base.text_encoder.config.hidden_size
+    assert base.scheduler_config["_class_name"] == "DDIMScheduler"
+    controlnet = load_controlnet(str(tiny_models[1]))
+    assert not any(p.requires_grad for p in controlnet.parameters())
+
+
+def test_missing_weights_fail_fast_with_instructions(tmp_path, tiny_models):
+    with pytest.raises(MissingWeightsError, match="does not exist"):
+        load_base_model(str(tmp_path / "nowhere"))
+    with pytest.raises(
+        MissingWeightsError,
+        match=r"(?s)not found in the local Hugging Face cache.*hf download someone/not-a-cached-model",
+    ):
+        load_base_model("someone/not-a-cached-model")
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "unet").mkdir()
+    with pytest.raises(MissingWeightsError, match="missing vae, text_encoder, tokenizer, scheduler"):
+        load_base_model(str(tmp_path / "half"))
+    with pytest.raises(MissingWeightsError, match="not a diffusers model folder"):
+        load_controlnet(str(tiny_models[0]))  # the base folder has no ControlNet config.json

@@ -1,0 +1,327 @@
+"""Preprocessing stages on puppet clips: frames, segmentation, pose, skeleton offset."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import make_case_dir, repo_params, write_params
+
+from eym.errors import InputError, MissingWeightsError
+from eym.keypoints import read_keypoints, write_keypoints
+from eym.media import read_frames, read_masks, read_video, write_video
+from eym.puppet.cases import KEYPOINTS, MASKS
+from eym.skeleton import draw_skeletons, feet_centre, mid_hip, pck
+from stages import frames, offset, segment
+
+INDICES = [0, 2, 4, 6, 8, 10, 12, 14]  # count 8, stride 2
+
+
+def _cli(stage: str, case, params_file):
+    return subprocess.run(
+        [sys.executable, "-m", f"stages.{stage}", str(case), "--params", str(params_file)],
+        capture_output=True,
+        text=True,
+    )
+
+
+# -- frames ---------------------------------------------------------------------------------------
+def test_frames_cli_samples_resizes_and_records_metadata(tmp_path, puppet_256):
+    case = make_case_dir(tmp_path / "case", puppet_256 / "source.mp4", puppet_256 / "reference.mp4")
+    params = write_params(tmp_path / "p.yaml", repo_params(frames={"width": 128, "height": 96}))
+    result = _cli("frames", case, params)
+    assert result.returncode == 0, result.stderr
+    source = read_frames(case / "frames" / "source")
+    assert source.shape == (8, 96, 128, 3)
+    assert read_frames(case / "frames" / "reference").shape == (8, 96, 128, 3)
+    meta = json.loads((case / "frames" / "meta.json").read_text())
+    assert meta["source"]["indices"] == INDICES and meta["source"]["fps"] == pytest.approx(12)
+    assert meta["fps"] == pytest.approx(6) and meta["source"]["original_size"] == [256, 256]
+    # 256x256 covered to 128x128 then centre-cropped to 96 rows: the middle rows of a 2x downscale.
+    original = read_video(puppet_256 / "source.mp4", [2])[0]
+    half = original.reshape(128, 2, 128, 2, 3).mean((1, 3))
+    assert np.abs(source[1].astype(float) - half[16:112]).mean() < 4
+
+
+def test_image_source_is_repeated_to_the_reference_length(tmp_path, puppet_256):
+    case = make_case_dir(tmp_path / "case", puppet_256 / "source.png", puppet_256 / "reference.mp4")
+    meta = frames.run(case, repo_params(frames={"width": 64, "height": 64}))
+    source = read_frames(case / "frames" / "source")
+    assert len(source) == 8 and meta["source_kind"] == "image"
+    assert all(np.array_equal(source[0], f) for f in source)
+
+
+def test_reference_keypoints_get_the_same_frame_choice_and_transform(tmp_path, puppet_256):
+    case = make_case_dir(tmp_path / "case", puppet_256 / "source.mp4", puppet_256 / KEYPOINTS["reference"])
+    frames.run(case, repo_params(frames={"width": 128, "height": 128}))
+    got, meta = read_keypoints(case / "frames" / "reference_keypoints.parquet")
+    truth, _ = read_keypoints(puppet_256 / KEYPOINTS["reference"])
+    np.testing.assert_allclose(got[..., :2], truth[INDICES, :, :2] / 2, atol=1e-4)
+    assert (meta["width"], meta["height"]) == (128, 128)
+
+
+@pytest.mark.parametrize(
+    "problem, message",
+    [
+        ("too_few", r"has 24 frames, fewer than asked: frames.count=30"),
+        ("unreadable", r"unreadable video"),
+        ("empty", r"video file is empty"),
+        ("image_as_reference", r"this is an image, but a video is required"),
+        ("mismatch", r"gives 24 frames but the reference .* gives 10"),
+        ("bad_size", r"multiples of 8"),
+    ],
+)
+def test_frames_errors_name_the_file_and_the_problem(tmp_path, puppet_256, problem, message):
+    source, reference = puppet_256 / "source.mp4", puppet_256 / "reference.mp4"
+    p = {"width": 64, "height": 64}
+    if problem == "too_few":
+        p["count"] = 30
+    elif problem == "unreadable":
+        source = tmp_path / "broken.mp4"
+        source.write_bytes(b"\x00\x01 not a video" * 100)
+    elif problem == "empty":
+        source = tmp_path / "empty.mp4"
+        source.touch()
+    elif problem == "image_as_reference":
+        reference = puppet_256 / "source.png"
+    elif problem == "mismatch":
+        reference = tmp_path / "short.mp4"
+        write_video(reference, read_video(puppet_256 / "reference.mp4")[:10], fps=12)
+        p.update(count=None, stride=1)
+    elif problem == "bad_size":
+        p["width"] = 100
+    case = make_case_dir(tmp_path / "case", source, reference)
+    result = _cli("frames", case, write_params(tmp_path / "p.yaml", repo_params(frames=p)))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert __import__("re").search(message, result.stderr), result.stderr
+    if problem in ("unreadable", "empty"):
+        assert str(source) in result.stderr
+
+
+# -- segmentation -----------------------------------------------------------------------------------
+def _mask_iou(a, b):
+    return ((a & b).sum((1, 2)) / np.maximum((a | b).sum((1, 2)), 1)).mean()
+
+
+def test_mediapipe_masks_match_ground_truth(preprocessed_case, puppet_256):
+    masks = read_masks(preprocessed_case / "masks" / "masks")
+    truth = read_masks(puppet_256 / MASKS["source"])[INDICES]
+    assert _mask_iou(masks, truth) >= 0.7  # measured 0.85 on average over 28 clips (docs/benchmarks.md)
+    masked = read_frames(preprocessed_case / "masks" / "masked")
+    assert (masked[~masks] == 0).all() and (masked[masks] > 0).any()
+
+
+def test_no_person_is_an_error_listing_the_frames(tmp_path, puppet_256):
+    wall = np.linspace([200, 180, 150], [120, 110, 90], 128).astype(np.uint8)  # a bare wall, top to bottom
+    empty = np.repeat(np.repeat(wall[None, :, None], 128, 2), 24, 0)
+    write_video(tmp_path / "empty_room.mp4", empty, fps=12)
+    case = make_case_dir(tmp_path / "case", tmp_path / "empty_room.mp4", puppet_256 / "reference.mp4")
+    params = repo_params(frames={"width": 128, "height": 128})
+    frames.run(case, params)
+    with pytest.raises(InputError, match=r"no person found in 8 of 8 frames \(frames \[0, 1, 2, 3, 4, 5, 6, 7\]\)"):
+        segment.run(case, params)
+
+
+def test_several_people_keep_the_largest_and_say_so(tmp_path, puppet_256):
+    from eym.puppet.cases import Actor, render
+    from eym.puppet.render import make_background
+
+    rng = np.random.default_rng(2)
+    big, small = Actor.sample(rng, "wave"), Actor.sample(rng, "squat")
+    big = Actor(big.look, big.body, big.place.__class__(0.3, 0.95, 0.7), big.motion)
+    small = Actor(small.look, small.body, small.place.__class__(0.8, 0.9, 0.45), small.motion)
+    background = make_background(rng, 256, 256, 0.95)[0]
+    first, _ = render(small, small.keypoints(24, 12, 256, 256), background)
+    video = np.stack(
+        [render(big, big.keypoints(24, 12, 256, 256)[f : f + 1], frame)[0][0] for f, frame in enumerate(first)]
+    )
+    write_video(tmp_path / "two.mp4", video, fps=12)
+    case = make_case_dir(tmp_path / "case", tmp_path / "two.mp4", puppet_256 / "reference.mp4")
+    params = repo_params(frames={"width": 256, "height": 256})
+    frames.run(case, params)
+    meta = segment.run(case, params)
+    assert len(meta["frames_with_several_people"]) >= 4
+    masks = read_masks(case / "masks" / "masks")
+    assert masks[:, :, 180:].sum() < 0.05 * masks.sum()  # the small person on the right is gone
+
+
+def test_rembg_backend_runs_a_local_onnx_model_and_names_missing_models(tmp_path, preprocessed_case, monkeypatch):
+    import torch
+
+    class TinyU2Net(torch.nn.Module):  # rembg's interface: (1, 3, 320, 320) in, mask logits first out
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 1, 3, padding=1)
+
+        def forward(self, x):
+            return torch.sigmoid(self.conv(x))
+
+    model = tmp_path / "tiny_u2net.onnx"
+    torch.onnx.export(TinyU2Net(), torch.randn(1, 3, 320, 320), model, dynamo=False, input_names=["input.1"])
+    case = tmp_path / "case"
+    __import__("shutil").copytree(preprocessed_case, case)
+    params = repo_params(
+        frames={"width": 256, "height": 256},
+        segmentation={"backend": "rembg", "rembg_model_path": str(model), "max_missing_fraction": 1.0},
+    )
+    meta = segment.run(case, params)
+    assert meta["backend"] == "rembg" and len(meta["area_fraction"]) == 8
+    assert read_masks(case / "masks" / "masks").shape == (8, 256, 256)
+
+    monkeypatch.setenv("U2NET_HOME", str(tmp_path / "no-models-here"))
+    params["segmentation"]["rembg_model_path"] = None
+    with pytest.raises(MissingWeightsError, match=r"u2net_human_seg.*looked for .*no-models-here.*Download https://"):
+        segment.run(case, params)
+
+
+# -- pose -------------------------------------------------------------------------------------------
+def test_mediapipe_pose_matches_ground_truth(preprocessed_case, puppet_256):
+    for role in ("source", "reference"):
+        got, meta = read_keypoints(preprocessed_case / "pose" / f"{role}.parquet")
+        truth, _ = read_keypoints(puppet_256 / KEYPOINTS[role])
+        assert pck(got, truth[INDICES], alpha=0.1) >= 0.9, role  # measured 0.999 (docs/benchmarks.md)
+        assert meta["backend"] == "mediapipe" and (meta["width"], meta["height"]) == (256, 256)
+
+
+def test_skeleton_images_follow_controlnet_aux_convention(preprocessed_case):
+    from controlnet_aux.open_pose import BodyResult, Keypoint, PoseResult, draw_poses
+
+    kp, _ = read_keypoints(preprocessed_case / "pose" / "source.parquet")
+    ours = read_frames(preprocessed_case / "pose" / "source_skeleton")
+    for f in (0, 7):
+        points = [Keypoint(x / 256, y / 256) if c >= 0.3 else None for x, y, c in kp[f]]
+        theirs = draw_poses(
+            [PoseResult(BodyResult(points, 0.0, 18), None, None, None)], 256, 256, draw_hand=False, draw_face=False
+        )
+        np.testing.assert_array_equal(ours[f], theirs)
+
+
+def test_openpose_backend_loads_a_local_body_network(tmp_path, preprocessed_case):
+    import torch
+    from controlnet_aux.open_pose.model import bodypose_model
+
+    from eym.detect import openpose_backend
+
+    torch.manual_seed(0)
+    network = bodypose_model()
+    # controlnet_aux's file layout: parameter names without their first component.
+    torch.save({k.split(".", 1)[1]: v for k, v in network.state_dict().items()}, tmp_path / "body_pose_model.pth")
+    detector = openpose_backend.open_detector(str(tmp_path))
+    people = openpose_backend.detect_people(read_frames(preprocessed_case / "masks" / "masked")[:2], detector)
+    assert len(people) == 2 and all(p.shape == (18, 3) for found in people for p in found)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MissingWeightsError, match="has no body_pose_model.pth"):
+        openpose_backend.open_detector(str(tmp_path / "empty"))
+    with pytest.raises(MissingWeightsError, match=r"not in the local Hugging Face cache.*pose.backend: mediapipe"):
+        openpose_backend.open_detector("lllyasviel/Annotators")
+
+
+def test_dwpose_decoding_recovers_known_keypoints(tmp_path):
+    """DWPose through onnxruntime with constant-output models: a known box and known SimCC peaks."""
+    import torch
+
+    from eym.detect import dwpose_backend as dw
+
+    box = np.array([40.0, 30.0, 140.0, 230.0])  # x0, y0, x1, y1 of the person in a 200x300 image
+    raw = np.zeros((8400, 85), np.float32)  # YOLOX's ONNX export outputs probabilities for columns 4+
+    # Anchor 0 (stride 8, grid 0,0): centre = (offset + 0) * 8 in letterbox pixels; ratio 640/300.
+    ratio = 640 / 300
+    cx, cy, w, h = (
+        (box[0] + box[2]) / 2 * ratio,
+        (box[1] + box[3]) / 2 * ratio,
+        (box[2] - box[0]) * ratio,
+        (box[3] - box[1]) * ratio,
+    )
+    raw[0, :4] = [cx / 8, cy / 8, np.log(w / 8), np.log(h / 8)]
+    raw[0, 4], raw[0, 5] = 0.95, 0.9
+
+    class Constant(torch.nn.Module):
+        def __init__(self, *outputs):
+            super().__init__()
+            self.outputs = torch.nn.ParameterList(torch.nn.Parameter(torch.as_tensor(o)) for o in outputs)
+
+        def forward(self, x):
+            zero = x.mean() * 0
+            return tuple(o + zero for o in self.outputs)
+
+    truth = np.random.default_rng(0).uniform([10, 10], [270, 370], (133, 2))  # in the 288x384 crop
+    simcc_x, simcc_y = np.zeros((1, 133, 576), np.float32), np.zeros((1, 133, 768), np.float32)
+    simcc_x[0, np.arange(133), np.round(truth[:, 0] * 2).astype(int)] = 0.8
+    simcc_y[0, np.arange(133), np.round(truth[:, 1] * 2).astype(int)] = 0.7
+    folder = tmp_path / "dwpose"
+    folder.mkdir()
+    torch.onnx.export(Constant(raw[None]), torch.zeros(1, 3, 640, 640), folder / dw.DETECTOR_FILE, dynamo=False)
+    torch.onnx.export(Constant(simcc_x, simcc_y), torch.zeros(1, 3, 384, 288), folder / dw.POSE_FILE, dynamo=False)
+
+    model = dw.open_detector(str(folder))
+    image = np.zeros((300, 200, 3), np.uint8)
+    (people,) = dw.detect_people(image[None], model)
+    assert len(people) == 1
+    centre, size = dw.box_to_crop(box)
+    expected = (np.round(truth * 2) / 2) * size / np.array(dw.POSE_SIZE) + centre - size / 2
+    kp = people[0]
+    from eym.skeleton import J
+
+    for i, name in enumerate(dw.COCO17):
+        np.testing.assert_allclose(kp[J[name], :2], expected[i], atol=1e-3)
+        assert kp[J[name], 2] == pytest.approx(0.7)
+    np.testing.assert_allclose(kp[J["neck"], :2], (expected[5] + expected[6]) / 2, atol=1e-3)
+    with pytest.raises(MissingWeightsError, match="lacks"):
+        dw.open_detector(str(tmp_path))
+
+
+# -- skeleton offset --------------------------------------------------------------------------------
+def _skeleton(frames=3, shift=(0.0, 0.0), size=1.0):
+    from eym.puppet.body import Placement, Pose, Proportions, pose_keypoints
+
+    kp = np.stack(
+        [
+            pose_keypoints(Pose(right_arm=0.3 * f), Proportions(), Placement(0.5, 0.9, 0.6), 200, 200)
+            for f in range(frames)
+        ]
+    ).astype(np.float32)
+    kp[..., :2] = (kp[..., :2] - 100) * size + 100 + np.array(shift)
+    return kp
+
+
+@pytest.mark.parametrize("anchor", ["feet", "mid_hip"])
+def test_offset_moves_the_reference_onto_the_source_anchor_exactly(anchor):
+    source, reference = _skeleton(shift=(-30, 5)), _skeleton(shift=(40, -10), size=0.5)
+    aligned, info = offset.align(source, reference, anchor=anchor)
+    assert info["scale"] == pytest.approx(2.0, rel=1e-5)
+    fn = {"feet": feet_centre, "mid_hip": mid_hip}[anchor]
+    np.testing.assert_allclose(fn(aligned[0]), fn(source[0]), atol=1e-4)
+    # The reference keeps its own motion: offsets between its frames are scaled, not pinned.
+    np.testing.assert_allclose(
+        aligned[2, :, :2] - aligned[0, :, :2], 2 * (reference[2, :, :2] - reference[0, :, :2]), atol=1e-3
+    )
+
+
+def test_offset_frame_mode_pins_every_frame_and_drops_joints_outside():
+    source = _skeleton(frames=3)
+    source[1, :, 0] += 15  # the source walks right on frame 1
+    reference = _skeleton(frames=3, shift=(0, 0))
+    aligned, info = offset.align(source, reference, mode="frame", scale=False)
+    np.testing.assert_allclose(feet_centre(aligned), feet_centre(source), atol=1e-4)
+    far, info = offset.align(_skeleton(shift=(-95, 0)), reference, scale=False, width=200, height=200)
+    assert info["joints_outside_frame"] > 0 and np.isnan(far[..., 0]).any()
+
+
+def test_offset_stage_reproduces_the_ground_truth_edit(tmp_path, puppet_256):
+    case = tmp_path / "case"
+    (case / "pose").mkdir(parents=True)
+    for role in ("source", "reference"):
+        kp, meta = read_keypoints(puppet_256 / KEYPOINTS[role])
+        write_keypoints(case / "pose" / f"{role}.parquet", kp, meta["width"], meta["height"])
+    offset.run(case, repo_params())
+    aligned, _ = read_keypoints(case / "offset" / "aligned.parquet")
+    truth, _ = read_keypoints(puppet_256 / KEYPOINTS["edit"])
+    inside = np.isfinite(aligned[..., 0])
+    assert inside.mean() > 0.95
+    np.testing.assert_allclose(aligned[inside][:, :2], truth[inside][:, :2], atol=1e-3)
+    skeleton = read_frames(case / "offset" / "aligned_skeleton")
+    np.testing.assert_array_equal(skeleton, draw_skeletons(aligned, 256, 256))
