@@ -22,7 +22,21 @@ from .atomic import write_text
 from .errors import InputError
 from .media import is_image, is_video
 
-FIELDS = {"id", "source", "reference", "prompt", "ground_truth", "params"}
+FIELDS = {"id", "source", "reference", "prompt", "ground_truth", "params", "variant"}
+# Parameters that name local files or folders. A value starting with ./ or ../ is relative to the
+# file it is written in (params.yaml, a case's params.yaml, or the manifest); other values are
+# absolute paths or hub ids.
+PATH_PARAMS = (
+    "model.base",
+    "model.controlnet",
+    "pose.annotator",
+    "pose.dwpose",
+    "segmentation.rembg_model_path",
+    "evaluation.lpips_backbone",
+    "evaluation.clip",
+    "evaluation.fvd_model",
+    "evaluation.fid_vid_model",
+)
 REQUIRED = ("id", "source", "reference")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -35,6 +49,7 @@ class Case:
     prompt: str = ""
     ground_truth: Path | None = None
     params: dict = field(default_factory=dict)
+    variant: str = "full"
 
     @property
     def source_is_image(self) -> bool:
@@ -53,6 +68,8 @@ class Case:
             row["ground_truth"] = rel(self.ground_truth)
         if self.params:
             row["params"] = self.params
+        if self.variant != "full":
+            row["variant"] = self.variant
         return row
 
 
@@ -108,6 +125,10 @@ def _parse_row(path: Path, number: int, row) -> Case:
     params = row.get("params") or {}
     if not isinstance(params, dict):
         raise InputError(f"{where}: params must be a mapping of parameter overrides")
+    params = resolve_path_params(params, path.parent)
+    variant = str(row.get("variant") or "full")
+    if not _ID.match(variant):
+        raise InputError(f"{where}: variant {variant!r} must be letters, digits, '-', '_' or '.'")
     return Case(
         id=case_id,
         source=files["source"],
@@ -115,7 +136,25 @@ def _parse_row(path: Path, number: int, row) -> Case:
         prompt=str(row.get("prompt") or ""),
         ground_truth=files.get("ground_truth"),
         params=params,
+        variant=variant,
     )
+
+
+def map_path_params(params: dict, fn) -> dict:
+    """A copy of ``params`` with ``fn`` applied to every relative (./ or ../) path parameter."""
+    import copy
+
+    out = copy.deepcopy(params)
+    for dotted in PATH_PARAMS:
+        section, key = dotted.split(".")
+        value = out.get(section, {}).get(key) if isinstance(out.get(section), dict) else None
+        if isinstance(value, str) and value.startswith(("./", "../")):
+            out[section][key] = fn(value)
+    return out
+
+
+def resolve_path_params(params: dict, base_dir: Path) -> dict:
+    return map_path_params(params, lambda v: str((Path(base_dir) / v).resolve()))
 
 
 def write_manifest(path: str | os.PathLike, cases: list[Case]) -> None:

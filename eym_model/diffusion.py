@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+
+from eym.progress import track
 
 
 @torch.no_grad()
@@ -105,7 +106,7 @@ def ddim_invert(
     scheduler = DDIMInverseScheduler.from_config(scheduler_config)
     scheduler.set_timesteps(num_steps, device=latents.device)
     x = latents
-    for t in tqdm(scheduler.timesteps, desc="DDIM inversion", disable=not progress, leave=False):
+    for t in track(scheduler.timesteps, len(scheduler.timesteps), "DDIM inversion", enabled=progress):
         eps = model(x, t, text, skeletons, conditioning_scale)
         x = scheduler.step(eps, t, x).prev_sample
     return x
@@ -132,7 +133,7 @@ def ddim_sample(
     scheduler = DDIMScheduler.from_config(scheduler_config)
     scheduler.set_timesteps(num_steps, device=noise.device)
     x = noise
-    for t in tqdm(scheduler.timesteps, desc="DDIM sampling", disable=not progress, leave=False):
+    for t in track(scheduler.timesteps, len(scheduler.timesteps), "DDIM sampling", enabled=progress):
         eps = _predict(model, x, t, text, skeletons, conditioning_scale, guidance_scale, uncond)
         x = scheduler.step(eps, t, x, eta=eta, generator=generator).prev_sample
     return x

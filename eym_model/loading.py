@@ -99,6 +99,18 @@ def _check_parts(folder: Path, what: str, required: tuple[str, ...]) -> None:
         raise MissingWeightsError(f"{what}: {folder} is not a diffusers model folder (missing {', '.join(missing)})")
 
 
+def _quiet_when_captured() -> None:
+    """No weight-loading progress bars when the output goes to a log (DVC, Prefect)."""
+    import sys
+
+    if not sys.stderr.isatty():
+        import diffusers
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+        diffusers.utils.logging.disable_progress_bar()
+
+
 def load_base_model(
     name_or_path: str = DEFAULT_BASE_MODEL,
     dtype: torch.dtype = torch.float32,
@@ -111,6 +123,7 @@ def load_base_model(
     from transformers import CLIPTextModel, CLIPTokenizer
 
     folder = locate(name_or_path, "base model", BASE_PARTS, allow_download, variant)
+    _quiet_when_captured()
     kwargs = {"torch_dtype": dtype, "variant": variant}
     try:
         unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", **kwargs)

@@ -3,6 +3,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+# The report tests drive Debian's chromium (playwright's own browser download cannot work offline).
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "run-tests: installing Debian's chromium for the report tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "run-tests: chromium is missing (apt-get install chromium): the report tests will fail" >&2
+  fi
+fi
 source scripts/offline-env.sh
 .venv/bin/ruff check --quiet eym eym_model stages flows tests benchmarks
 exec .venv/bin/python -m pytest "$@"

@@ -23,6 +23,7 @@ from typing import Callable
 import yaml
 
 from eym.errors import EYMError, InputError
+from eym.manifest import resolve_path_params
 
 log = logging.getLogger("eym")
 CASE_FILE = "case.yaml"
@@ -39,6 +40,7 @@ class CaseInputs:
     source: Path
     reference: Path
     ground_truth: Path | None
+    variant: str = "full"
 
     @property
     def source_is_image(self) -> bool:
@@ -65,7 +67,11 @@ def read_case(case_dir: str | Path) -> CaseInputs:
         return (case_dir / value).resolve() if value else None
 
     return CaseInputs(
-        str(data["id"]), resolve(data["source"]), resolve(data["reference"]), resolve(data.get("ground_truth"))
+        str(data["id"]),
+        resolve(data["source"]),
+        resolve(data["reference"]),
+        resolve(data.get("ground_truth")),
+        str(data.get("variant") or "full"),
     )
 
 
@@ -96,7 +102,8 @@ def load_params(files: list[str | Path]) -> dict:
         if not file.is_file():
             raise InputError(f"{file}: parameters file not found")
         try:
-            params = deep_merge(params, yaml.safe_load(file.read_text()) or {})
+            values = resolve_path_params(yaml.safe_load(file.read_text()) or {}, file.parent)
+            params = deep_merge(params, values)
         except yaml.YAMLError as exc:
             raise InputError(f"{file}: not valid YAML ({exc})") from exc
     return params
@@ -115,6 +122,9 @@ def section(params: dict, name: str, required: tuple[str, ...] = ()) -> dict:
 
 def quiet_libraries() -> None:
     """Silence import-time chatter of third-party packages (mediapipe's glog, timm's deprecations)."""
+    if not sys.stderr.isatty():  # captured by DVC or Prefect: no progress bars of other libraries
+        os.environ.setdefault("TQDM_DISABLE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     for category in (FutureWarning, DeprecationWarning):

@@ -14,12 +14,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from eym.atomic import atomic_path, write_json
 from eym.errors import InputError
 from eym.keypoints import read_keypoints, write_keypoints
 from eym.media import read_frames, write_frames
+from eym.progress import Progress
 from eym.skeleton import NUM_JOINTS, bounding_boxes, draw_skeletons, visible
 
 from .common import FRAMES, MASKS, POSE, log, section, stage_main
@@ -39,7 +39,7 @@ PARAMS = (
 def detect(frames: np.ndarray, p: dict, what: str) -> tuple[np.ndarray, list[int]]:
     """Keypoints (frames, 18, 3) of the largest person per frame, and the frames that had several."""
     backend = p["backend"]
-    with tqdm(total=len(frames), desc=f"pose {what} ({backend})", leave=False) as bar:
+    with Progress(len(frames), f"pose {what} ({backend})") as bar:
         if backend == "mediapipe":
             from eym.detect.mediapipe_backend import detect_poses
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
 
 from eym.atomic import atomic_path, write_json
 from eym.errors import InputError
 from eym.media import read_frames, write_frames
+from eym.progress import Progress
 
 from .common import FRAMES, MASKS, log, section, stage_main
 
@@ -34,7 +34,7 @@ PARAMS = (
 
 
 def person_probabilities(frames: np.ndarray, p: dict) -> np.ndarray:
-    with tqdm(total=len(frames), desc=f"segmentation ({p['backend']})", leave=False) as bar:
+    with Progress(len(frames), f"segmentation ({p['backend']})") as bar:
         if p["backend"] == "mediapipe":
             from eym.detect.mediapipe_backend import segment_people
 

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from eym.atomic import atomic_path, write_json, write_text
 from eym.errors import InputError, TrainingError
 from eym.media import frame_files, read_frames
+from eym.progress import Progress
 from eym_model.components import Components, load_components
 from eym_model.diffusion import encode_prompts, video_posterior
 from eym_model.trainable import load_trainable, make_optimizer, save_trainable, set_trainable
@@ -159,7 +159,7 @@ def train(case_dir: Path, params: dict, stage: str, previous: tuple[str, ...] = 
         steps,
         f", resuming after step {state['step']}" if resumed else "",
     )
-    bar = tqdm(total=steps, initial=state["step"], desc=f"{stage} tuning", unit="step", dynamic_ncols=True)
+    bar = Progress(steps, f"{stage} tuning", initial=state["step"], unit="step")
     while state["step"] < steps:
         started = time.perf_counter()
         loss = _step(components, posterior, text, skeletons, noise_scheduler, generator, float(p["conditioning_scale"]))

@@ -139,3 +139,68 @@ def preprocessed_128(tmp_path_factory, puppet_256):
     for stage in (frames, segment, pose, offset):
         stage.run(case, params)
     return case
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory):
+    """One temporary Prefect API for the session's flow runs (a local SQLite server)."""
+    os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect-home"))
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def evaluated_case(tmp_path_factory, preprocessed_128, tiny_models):
+    """A case folder through all nine stages (tiny model, 2 tuning steps, 3 DDIM steps)."""
+    import shutil
+
+    from stages import evaluate, invert, sample, stage1, stage2
+
+    case = tmp_path_factory.mktemp("evaluated") / "puppet-eval"
+    shutil.copytree(preprocessed_128, case)
+    params = tiny_model_params(
+        tiny_models, stage1={"steps": 2}, stage2={"steps": 2}, inversion={"steps": 3}, sampling={"steps": 3}
+    )
+    for stage in (stage1, stage2, invert, sample, evaluate):
+        stage.run(case, params)
+    return case
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's headless chromium driven by playwright (no browser download)."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.fail("chromium is not installed: apt-get install chromium (scripts/run-tests.sh does it as root)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=executable,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--disable-sync",
+                "--disable-quic",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+def open_page(browser, path):
+    """Load a local page; returns the page and the console errors and page errors it produced."""
+    page = browser.new_page()
+    errors = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(path.resolve().as_uri())
+    page.wait_for_load_state("load")
+    return page, errors

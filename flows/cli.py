@@ -1,0 +1,249 @@
+"""eym-edit: edit a video from the command line, run a batch, or serve the flows as deployments.
+
+    eym-edit run --source me.mp4 --reference dance.mp4 --prompt "a man dancing"   # one edit
+    eym-edit batch data/benchmark/manifest.yaml --report reports/benchmark           # many
+    eym-edit case data/cases/puppet-000                                              # rerun a case
+    eym-edit serve                                                                   # deployments
+
+Run it inside the project repository (the DVC workspace). Each edit becomes a case folder under
+``data/cases/<id>`` with its own ``dvc.yaml``; the same Prefect flow then runs its nine stages, and
+DVC skips every stage whose inputs did not change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+OUTPUTS = (
+    ("edited video", "sample/edited.mp4"),
+    ("side by side", "sample/comparison.mp4"),
+    ("metrics", "eval/metrics.json"),
+    ("report", "eval/report.html"),
+)
+
+
+def parse_value(text: str):
+    """A --set value: YAML scalars and lists (3, 0.5, true, null, [a, b]) or a plain string."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def overrides_from(args) -> dict:
+    """Nested params from --params files, --set KEY=VALUE pairs and the weight options (in that order)."""
+    from eym.manifest import resolve_path_params
+    from stages.common import deep_merge
+
+    params: dict = {}
+    for file in getattr(args, "params", None) or []:
+        if not Path(file).is_file():
+            raise SystemExit(f"eym-edit: parameter file {file} not found")
+        values = yaml.safe_load(Path(file).read_text()) or {}
+        params = deep_merge(params, resolve_path_params(values, Path(file).resolve().parent))
+
+    def put(dotted: str, value):
+        node = params
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+
+    for item in args.set or []:
+        if "=" not in item:
+            raise SystemExit(f"eym-edit: --set needs KEY=VALUE (e.g. stage1.steps=200), got {item!r}")
+        key, value = item.split("=", 1)
+        put(key.strip(), parse_value(value))
+    for option, dotted in (
+        ("base_model", "model.base"),
+        ("controlnet", "model.controlnet"),
+        ("pose_backend", "pose.backend"),
+        ("annotator", "pose.annotator"),
+        ("segmentation_backend", "segmentation.backend"),
+    ):
+        if getattr(args, option, None):
+            put(dotted, getattr(args, option))
+    return params
+
+
+def _absolute(params: dict) -> dict:
+    from eym.manifest import resolve_path_params
+
+    return resolve_path_params(params, Path.cwd())
+
+
+def add_to_manifest(manifest: Path, row: dict) -> None:
+    """Append (or replace, by id) a row of the user's manifest."""
+    from eym.atomic import write_text
+
+    data = yaml.safe_load(manifest.read_text()) if manifest.is_file() else None
+    rows = [r for r in (data or {}).get("cases", []) if r.get("id") != row["id"]]
+    write_text(manifest, yaml.safe_dump({"cases": rows + [row]}, sort_keys=False, width=120))
+
+
+def default_id(source: Path, reference: Path) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{source.stem}-to-{reference.stem}")[:100]
+
+
+def print_outputs(case_dir: Path) -> None:
+    print(f"\ncase folder: {case_dir}")
+    for label, rel in OUTPUTS:
+        path = case_dir / rel
+        print(f"  {label:<13} {path}{'' if path.exists() else '  (missing)'}")
+
+
+def cmd_run(args) -> int:
+    from eym.errors import EYMError
+    from eym.manifest import read_manifest
+    from flows.cases import create_case
+    from flows.pipeline import repo_root
+
+    workspace = repo_root(args.workspace)
+    source, reference = Path(args.source).resolve(), Path(args.reference).resolve()
+    case_id = args.id or default_id(source, reference)
+    manifest = (args.manifest or workspace / "data" / "manifest.yaml").resolve()
+    row = {
+        "id": case_id,
+        "source": os.path.relpath(source, manifest.parent),
+        "reference": os.path.relpath(reference, manifest.parent),
+        "prompt": args.prompt,
+    }
+    if args.ground_truth:
+        row["ground_truth"] = os.path.relpath(Path(args.ground_truth).resolve(), manifest.parent)
+    params = _absolute(overrides_from(args))
+    if params:
+        row["params"] = params
+    try:
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        add_to_manifest(manifest, row)
+        case = next(c for c in read_manifest(manifest) if c.id == case_id)
+        case_dir = create_case(case, workspace / args.cases_root, workspace)
+    except EYMError as exc:
+        print(f"eym-edit: {exc}", file=sys.stderr)
+        return 2
+    print(f"case {case_id}: {case_dir} (manifest row in {manifest})")
+    return _run_case(case_dir, args)
+
+
+def _run_case(case_dir: Path, args) -> int:
+    from flows.pipeline import edit_case
+
+    state = edit_case(str(case_dir), retries=args.retries, gpu_slots=args.gpus, return_state=True)
+    if state.is_failed():
+        print(f"\neym-edit: {state.message}", file=sys.stderr)
+    print_outputs(case_dir)
+    return 1 if state.is_failed() else 0
+
+
+def cmd_case(args) -> int:
+    return _run_case(Path(args.case_dir).resolve(), args)
+
+
+def cmd_batch(args) -> int:
+    from flows.pipeline import edit_batch, with_runner
+
+    flow_fn = with_runner(edit_batch, args.workers, args.dask_address)
+    rows = flow_fn(
+        str(Path(args.manifest).resolve()),
+        str(Path(args.cases_root).resolve()),
+        str(Path(args.report).resolve()) if args.report else None,
+        args.retries,
+        args.gpus,
+        gpu_resource=bool(args.dask_address),
+    )
+    failed = [r for r in rows if r["status"] != "ok"]
+    print(f"\n{len(rows) - len(failed)} of {len(rows)} cases finished")
+    for r in failed:
+        print(f"  {r['case']}: failed at {r['failed_stage']}: {r['reason']}")
+    if args.report:
+        print(f"batch report: {Path(args.report).resolve() / 'report.html'}")
+    return 1 if failed else 0
+
+
+def cmd_serve(args) -> int:
+    from flows.serve import serve_deployments
+
+    serve_deployments(args.workers)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eym-edit",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Parameters: every key of params.yaml can be overridden with --set.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="edit one video: create its case and run the pipeline")
+    run.add_argument("--source", required=True, help="source video (or a single image) of the person to keep")
+    run.add_argument("--reference", required=True, help="reference video, or an OpenPose-18 keypoints .parquet")
+    run.add_argument("--prompt", default="", help="text describing the edited video")
+    run.add_argument("--id", help="case id (default: <source>-to-<reference>)")
+    run.add_argument("--ground-truth", help="expected result video, to compute PSNR/SSIM/LPIPS")
+    run.add_argument("--base-model", help="Stable Diffusion 1.5: hub id or diffusers folder (default in params.yaml)")
+    run.add_argument("--controlnet", help="ControlNet-OpenPose: hub id or folder")
+    run.add_argument("--pose-backend", choices=["mediapipe", "openpose", "dwpose"], help="default: mediapipe")
+    run.add_argument("--annotator", help="OpenPose annotator weights: hub id or folder")
+    run.add_argument("--segmentation-backend", choices=["mediapipe", "rembg"], help="default: mediapipe")
+    run.add_argument(
+        "--params",
+        action="append",
+        type=Path,
+        metavar="FILE",
+        help="YAML file of parameter overrides (paths starting ./ or ../ are relative to it)",
+    )
+    run.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a parameter, e.g. --set stage1.steps=200 --set sampling.guidance_scale=7.5",
+    )
+    run.add_argument("--manifest", type=Path, help="manifest to add the case to (default: data/manifest.yaml)")
+    run.set_defaults(func=cmd_run)
+
+    case = sub.add_parser("case", help="run (or bring up to date) an existing case folder")
+    case.add_argument("case_dir", type=Path)
+    case.set_defaults(func=cmd_case)
+
+    batch = sub.add_parser("batch", help="run every case of a manifest; failed cases do not stop the others")
+    batch.add_argument("manifest", type=Path)
+    batch.add_argument("--report", type=Path, help="write the batch table and report into this folder")
+    batch.add_argument("--workers", type=int, default=2, help="cases processed at once (thread pool)")
+    batch.add_argument(
+        "--dask-address",
+        help="run on a Dask cluster (tcp://host:8786) instead of threads; "
+        "GPU stages go to workers started with --resources GPU=1",
+    )
+    batch.set_defaults(func=cmd_batch)
+
+    serve = sub.add_parser("serve", help="serve the flows as deployments for `prefect deployment run`")
+    serve.add_argument("--workers", type=int, default=2)
+    serve.set_defaults(func=cmd_serve)
+
+    for p in (run, case, batch):
+        p.add_argument("--retries", type=int, default=0, help="retries of a failed stage (default 0)")
+        p.add_argument("--gpus", type=int, default=1, help="GPU stages that may run at once (default 1)")
+    for p in (run, batch):
+        p.add_argument("--cases-root", default="data/cases", help="where case folders go (default data/cases)")
+    run.add_argument("--workspace", type=Path, default=Path.cwd(), help="the DVC workspace (default: here)")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""Prefect flows: one case, and a batch of cases from a manifest.
+
+Each pipeline stage is one Prefect task that asks DVC to reproduce that stage
+(``dvc --wait-for-lock repro --single-item <case>/dvc.yaml:<stage>``). DVC alone decides whether
+the stage is stale and runs it or skips it; Prefect adds no cache of its own (its input-hash
+caching cannot see changed file contents), only visibility (a task run per stage and case, with
+the stage's log lines), retries, concurrency and a summary. GPU stages (tuning, inversion,
+sampling) take one slot of ``gpu_slots`` and carry the ``gpu`` tag, so a Prefect tag concurrency
+limit or Dask worker resources can spread them over GPUs; CPU stages of other cases run alongside.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import wait
+from prefect.states import Failed
+
+from .cases import STAGE_NAMES, create_cases
+
+GPU_STAGES = {"stage1", "stage2", "invert", "sample"}
+_gpu_slots = threading.BoundedSemaphore(1)
+
+
+class StageFailed(Exception):
+    """A stage exited with an error; the message holds the stage's own one-line reason."""
+
+
+@dataclass
+class StageOutcome:
+    case: str
+    stage: str
+    status: str  # ran | cached
+    seconds: float
+    worker: str = ""  # the Dask worker (or host) that ran it
+    log_tail: list[str] = field(default_factory=list)
+
+
+def repo_root(path: Path) -> Path:
+    for parent in [Path(path).resolve(), *Path(path).resolve().parents]:
+        if (parent / ".dvc").is_dir():
+            return parent
+    raise FileNotFoundError(f"{path} is not inside a DVC repository (no .dvc folder above it)")
+
+
+def set_gpu_slots(count: int) -> None:
+    global _gpu_slots
+    _gpu_slots = threading.BoundedSemaphore(max(1, count))
+
+
+def _reason(lines: list[str]) -> str:
+    """The stage's own error line ("<stage> failed: ..."), else DVC's, else the last line."""
+    for pattern in (r"ERROR (\w+ failed: .*)", r"ERROR: (.*)"):
+        for line in reversed(lines):
+            match = re.search(pattern, line)
+            if match:
+                return match.group(1).strip()
+    return lines[-1].strip() if lines else "no output"
+
+
+def reproduce_stage(case_dir: str, case_id: str, stage: str) -> StageOutcome:
+    """Reproduce one stage of one case with DVC, streaming its log into Prefect."""
+    logger = get_run_logger()
+    case_dir = Path(case_dir)
+    root = repo_root(case_dir)
+    target = f"{case_dir.resolve().relative_to(root)}/dvc.yaml:{stage}"
+    slot = _gpu_slots if stage in GPU_STAGES else None
+    started = time.perf_counter()
+    if slot:
+        slot.acquire()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", target],
+            cwd=root,
+            env=stage_environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
+        lines, status = [], "ran"
+        for line in proc.stdout:
+            line = line.rstrip()
+            if not line or "\r" in line:
+                continue
+            lines.append(line)
+            if "didn't change, skipping" in line or "is cached - skipping run" in line:
+                status = "cached"  # up to date, or restored from DVC's run cache
+            logger.info(line)
+        code = proc.wait()
+    finally:
+        if slot:
+            slot.release()
+    if code != 0:
+        reason = _reason(lines)
+        raise StageFailed(reason if reason.startswith(f"{stage} failed") else f"{stage} failed: {reason}")
+    return StageOutcome(case_id, stage, status, round(time.perf_counter() - started, 2), _worker_name(), lines[-5:])
+
+
+# The task wraps a plainly named function so that Dask workers can import it by name.
+run_stage = task(
+    reproduce_stage, name="run-stage", cache_policy=NO_CACHE, persist_result=False, task_run_name="{case_id}/{stage}"
+)
+
+
+def stage_environment() -> dict:
+    """The environment for DVC's stage commands: this interpreter's ``python`` first on PATH."""
+    import os
+
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.setdefault("DVC_NO_ANALYTICS", "1")
+    return env
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().name)
+    except (ImportError, ValueError):
+        import socket
+
+        return socket.gethostname()
+
+
+def _submit_case(case_dir: Path, retries: int, gpu_resource: bool) -> dict:
+    """Submit the stages of one case, each waiting for the one before; returns their futures.
+
+    ``gpu_resource``: annotate GPU stages with the Dask resource ``GPU=1`` (DaskTaskRunner).
+    """
+    import contextlib
+
+    futures, previous = {}, None
+    for name in STAGE_NAMES:
+        gpu = name in GPU_STAGES
+        submit = run_stage.with_options(retries=retries, tags=["gpu"] if gpu else ["cpu"]).submit
+        annotate = contextlib.nullcontext()
+        if gpu and gpu_resource:
+            import dask
+
+            annotate = dask.annotate(resources={"GPU": 1})
+        with annotate:
+            futures[name] = submit(str(case_dir), case_dir.name, name, wait_for=[previous] if previous else None)
+        previous = futures[name]
+    return futures
+
+
+def _case_summary(case_dir: Path, futures: dict) -> dict:
+    """Status of a case from its stage futures: the first failed stage and its reason, or metrics."""
+    from stages.common import read_case
+
+    row = {
+        "case": case_dir.name,
+        "case_dir": str(case_dir),
+        "variant": read_case(case_dir).variant,
+        "status": "ok",
+        "failed_stage": None,
+        "reason": None,
+        "seconds": 0.0,
+        "stages_run": 0,
+        "stages_cached": 0,
+        "ran": [],
+        "workers": {},
+    }
+    for name in STAGE_NAMES:
+        state = futures[name].state
+        if state.is_completed():
+            outcome: StageOutcome = futures[name].result()
+            row["seconds"] += outcome.seconds
+            row["stages_run" if outcome.status == "ran" else "stages_cached"] += 1
+            row["workers"][name] = outcome.worker
+            if outcome.status == "ran":
+                row["ran"].append(name)
+        elif row["status"] == "ok":
+            row.update(status="failed", failed_stage=name)
+            try:
+                futures[name].result()
+            except Exception as exc:  # the task's own exception, e.g. StageFailed with the stage's reason
+                row["reason"] = str(exc)
+            if not state.is_failed():
+                row["reason"] = f"{name} did not run ({state.name})"
+    metrics = case_dir / "eval" / "metrics.json"
+    if row["status"] == "ok" and metrics.is_file():
+        row.update({k: v for k, v in json.loads(metrics.read_text()).items() if isinstance(v, (int, float))})
+    row["seconds"] = round(row["seconds"], 1)
+    return row
+
+
+def _artifact_key(text: str) -> str:
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:60] or "case"
+
+
+@flow(name="edit-case", log_prints=True)
+def edit_case(case_dir: str, retries: int = 0, gpu_slots: int = 1) -> dict:
+    """Run (or bring up to date) the nine stages of one case folder; returns its summary row."""
+    set_gpu_slots(gpu_slots)
+    case = Path(case_dir).resolve()
+    progress = create_progress_artifact(
+        0.0, key=f"{_artifact_key(case.name)}-progress", description=f"stages done for {case.name}"
+    )
+    futures = _submit_case(case, retries, gpu_resource=False)
+    for index, name in enumerate(STAGE_NAMES, start=1):
+        futures[name].wait()
+        update_progress_artifact(progress, 100.0 * index / len(STAGE_NAMES))
+    row = _case_summary(case, futures)
+    create_markdown_artifact(
+        _summary_markdown([row]), key=f"{_artifact_key(case.name)}-summary", description=f"edit of {case.name}"
+    )
+    if row["status"] != "ok":
+        return Failed(message=f"case {case.name} failed at {row['failed_stage']}: {row['reason']}", data=row)
+    return row
+
+
+@flow(name="edit-batch", log_prints=True)
+def edit_batch(
+    manifest: str,
+    cases_root: str = "data/cases",
+    report_dir: str | None = None,
+    retries: int = 0,
+    gpu_slots: int = 1,
+    gpu_resource: bool = False,
+) -> list[dict]:
+    """Create the manifest's case folders and run every case; a failed case does not stop the others.
+
+    Cases run concurrently (the task runner's workers); within a case the stages run in order.
+    Ends with a summary table (Prefect artifact) and, when ``report_dir`` is given, the batch
+    report (metrics table as Parquet, markdown summary and HTML page).
+    """
+    logger = get_run_logger()
+    set_gpu_slots(gpu_slots)
+    cases = create_cases(manifest, Path(cases_root).resolve(), repo_root(Path(cases_root).resolve().parent))
+    logger.info("batch of %d cases from %s", len(cases), manifest)
+    all_futures = {case: _submit_case(case, retries, gpu_resource) for case in cases}
+    wait([f for futures in all_futures.values() for f in futures.values()])
+    rows = [_case_summary(case, futures) for case, futures in all_futures.items()]
+    create_markdown_artifact(_summary_markdown(rows), key="batch-summary", description=f"batch {manifest}")
+    failed = [r for r in rows if r["status"] != "ok"]
+    logger.info("batch done: %d ok, %d failed", len(rows) - len(failed), len(failed))
+    if report_dir:
+        from stages.aggregate import aggregate
+
+        aggregate(rows, Path(report_dir), params_for(cases[0]) if cases else {})
+    return rows
+
+
+def params_for(case_dir: Path) -> dict:
+    """The merged parameters a case's stages see (repository params.yaml + the case's overrides)."""
+    from stages.common import default_params_files, load_params
+
+    return load_params(default_params_files(case_dir))
+
+
+def with_runner(flow_fn, workers: int | None = None, dask_address: str | None = None):
+    """The flow with a thread pool of ``workers`` threads, or a Dask cluster's task runner."""
+    if dask_address:
+        from prefect_dask import DaskTaskRunner
+
+        return flow_fn.with_options(task_runner=DaskTaskRunner(address=dask_address))
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    return flow_fn.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
+
+
+def _summary_markdown(rows: list[dict]) -> str:
+    lines = [
+        "| case | status | stage | reason | stages run / cached | seconds | PSNR | pose PCK |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        psnr, pck = r.get("psnr"), r.get("pose_pck")
+        reason = (r["reason"] or "").replace("|", "\\|")[:200]
+        lines.append(
+            f"| {r['case']} | {r['status']} | {r['failed_stage'] or ''} | {reason} | "
+            f"{r['stages_run']} / {r['stages_cached']} | {r['seconds']} | "
+            f"{'' if psnr is None else f'{psnr:.2f}'} | {'' if pck is None else f'{pck:.3f}'} |"
+        )
+    return "\n".join(lines) + "\n"
