@@ -1,0 +1,152 @@
+"""Orchestration overhead: no-op ``dvc repro`` over 80 cases, the per-stage cost of the Prefect task
+(a DVC call) next to the stages' own work, and batch throughput on 1 vs 2 workers.
+
+    .venv/bin/python benchmarks/orchestration.py --cases 80 --fresh 4
+
+Builds a throwaway DVC workspace with the tiny models and 128x128 puppet clips (2 tuning steps).
+One case is computed for real and copied to ``--cases`` up-to-date case folders (DVC's bookkeeping
+cost depends on the number of pipelines, not on what they computed); ``--fresh`` new cases with
+distinct inputs are then run through the batch flow with 1 and with 2 workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {
+    "frames": {"width": 128, "height": 128},
+    "model": {
+        "base": "../models/base",
+        "controlnet": "../models/controlnet",
+        "gradient_checkpointing": False,
+        "motion_attention_dim": 16,
+        "motion_attention_heads": 2,
+        "temporal_head_dim": 8,
+    },
+    "stage1": {"steps": 2},
+    "stage2": {"steps": 2},
+    "inversion": {"steps": 2},
+    "sampling": {"steps": 2},
+}
+
+
+def dvc(root: Path, *args) -> float:
+    from flows.pipeline import stage_environment
+
+    start = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=root, env=stage_environment(), capture_output=True, text=True
+    )
+    if out.returncode:
+        raise RuntimeError(out.stdout + out.stderr)
+    return time.perf_counter() - start
+
+
+def workspace(root: Path, inputs: int) -> None:
+    from eym.puppet.cases import make_case
+    from eym.puppet.motions import MOTIONS
+    from eym_model.tiny import save_tiny_models
+
+    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=root, check=True)
+    for name in ("stages", "eym", "eym_model", "flows"):
+        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    save_tiny_models(root / "models")
+    names = sorted(MOTIONS)
+    for i in range(inputs):
+        make_case(
+            root / "inputs" / f"p{i}",
+            seed=100 + i,
+            size=128,
+            num_frames=24,
+            fps=12,
+            source_motion=names[i % 7],
+            reference_motion=names[(i + 3) % 7],
+        )
+
+
+def manifest(root: Path, name: str, ids_inputs: dict[str, int]) -> Path:
+    rows = [
+        {
+            "id": case_id,
+            "source": f"p{i}/source.mp4",
+            "reference": f"p{i}/reference.mp4",
+            "prompt": "a person",
+            "ground_truth": f"p{i}/gt/edit.mp4",
+            "params": TINY,
+        }
+        for case_id, i in ids_inputs.items()
+    ]
+    path = root / "inputs" / f"manifest-{name}.yaml"
+    path.write_text(yaml.safe_dump({"cases": rows}))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=80)
+    parser.add_argument("--fresh", type=int, default=4, help="new cases per batch-throughput run")
+    args = parser.parse_args()
+    os.environ.update(DVC_NO_ANALYTICS="1", PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    from flows.cases import STAGE_NAMES, create_cases
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        os.environ["PREFECT_HOME"] = str(root / "prefect")
+        workspace(root, 1 + 2 * args.fresh)
+        cases_root = root / "data" / "cases"
+        (first,) = create_cases(manifest(root, "one", {"c000": 0}), cases_root, root)
+        print("one case, stage by stage (dvc repro --single-item; process start-up included):")
+        work = {}
+        for stage in STAGE_NAMES:
+            work[stage] = dvc(root, "repro", "--single-item", f"data/cases/c000/dvc.yaml:{stage}")
+            print(f"  {stage}: {work[stage]:.1f} s")
+        print(f"  total {sum(work.values()):.1f} s")
+
+        for i in range(1, args.cases):
+            shutil.copytree(first, cases_root / f"c{i:03d}", symlinks=True)
+        print(f"\n{args.cases} up-to-date cases:")
+        for attempt in ("first", "second"):
+            print(f"  no-op dvc repro --all-pipelines ({attempt}): {dvc(root, 'repro', '--all-pipelines'):.1f} s")
+        print(f"  no-op dvc repro of one case: {dvc(root, 'repro', 'data/cases/c000/dvc.yaml'):.1f} s")
+        single = dvc(root, "--wait-for-lock", "repro", "--single-item", "data/cases/c000/dvc.yaml:frames")
+        print(f"  no-op dvc repro --single-item of one stage: {single:.2f} s")
+
+        from prefect.testing.utilities import prefect_test_harness
+
+        from flows.pipeline import edit_batch, edit_case, with_runner
+
+        with prefect_test_harness(server_startup_timeout=120):
+            start = time.perf_counter()
+            row = edit_case(str(first))
+            total = time.perf_counter() - start
+            print(
+                f"\nPrefect flow on an up-to-date case ({args.cases} cases in the workspace): {total:.1f} s, "
+                f"{row['seconds'] / len(STAGE_NAMES):.2f} s per stage task (the DVC check)"
+            )
+            for workers, offset in ((1, 1), (2, 1 + args.fresh)):
+                ids = {f"w{workers}-{k}": offset + k for k in range(args.fresh)}
+                path = manifest(root, f"w{workers}", ids)
+                start = time.perf_counter()
+                rows = with_runner(edit_batch, workers=workers)(str(path), str(cases_root))
+                wall = time.perf_counter() - start
+                ok = sum(r["status"] == "ok" for r in rows)
+                print(
+                    f"batch of {args.fresh} fresh cases, {workers} worker(s): {wall:.0f} s "
+                    f"({60 * ok / wall:.2f} cases/min, {ok} ok)"
+                )
+        print(f"\nstage work for comparison (one case, sum of stages above): {sum(work.values()):.1f} s")
+
+
+if __name__ == "__main__":
+    main()
