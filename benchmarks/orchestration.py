@@ -20,25 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
-REPO = Path(__file__).resolve().parents[1]
-TINY = {
-    "frames": {"width": 128, "height": 128},
-    "model": {
-        "base": "../models/base",
-        "controlnet": "../models/controlnet",
-        "gradient_checkpointing": False,
-        "motion_attention_dim": 16,
-        "motion_attention_heads": 2,
-        "temporal_head_dim": 8,
-    },
-    "stage1": {"steps": 2},
-    "stage2": {"steps": 2},
-    "inversion": {"steps": 2},
-    "sampling": {"steps": 2},
-}
-
 
 def dvc(root: Path, *args) -> float:
     from flows.pipeline import stage_environment
@@ -52,60 +33,23 @@ def dvc(root: Path, *args) -> float:
     return time.perf_counter() - start
 
 
-def workspace(root: Path, inputs: int) -> None:
-    from eym.puppet.cases import make_case
-    from eym.puppet.motions import MOTIONS
-    from eym_model.tiny import save_tiny_models
-
-    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=root, check=True)
-    for name in ("stages", "eym", "eym_model", "flows"):
-        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "params.yaml", root / "params.yaml")
-    save_tiny_models(root / "models")
-    names = sorted(MOTIONS)
-    for i in range(inputs):
-        make_case(
-            root / "inputs" / f"p{i}",
-            seed=100 + i,
-            size=128,
-            num_frames=24,
-            fps=12,
-            source_motion=names[i % 7],
-            reference_motion=names[(i + 3) % 7],
-        )
-
-
-def manifest(root: Path, name: str, ids_inputs: dict[str, int]) -> Path:
-    rows = [
-        {
-            "id": case_id,
-            "source": f"p{i}/source.mp4",
-            "reference": f"p{i}/reference.mp4",
-            "prompt": "a person",
-            "ground_truth": f"p{i}/gt/edit.mp4",
-            "params": TINY,
-        }
-        for case_id, i in ids_inputs.items()
-    ]
-    path = root / "inputs" / f"manifest-{name}.yaml"
-    path.write_text(yaml.safe_dump({"cases": rows}))
-    return path
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=80)
     parser.add_argument("--fresh", type=int, default=4, help="new cases per batch-throughput run")
     args = parser.parse_args()
     os.environ.update(DVC_NO_ANALYTICS="1", PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    from eym.puppet.motions import MOTIONS
     from flows.cases import STAGE_NAMES, create_cases
+    from flows.sandbox import make_workspace, write_manifest
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         os.environ["PREFECT_HOME"] = str(root / "prefect")
-        workspace(root, 1 + 2 * args.fresh)
+        names = sorted(MOTIONS)
+        make_workspace(root, [(names[i % 7], names[(i + 3) % 7]) for i in range(1 + 2 * args.fresh)], seed=100)
         cases_root = root / "data" / "cases"
-        (first,) = create_cases(manifest(root, "one", {"c000": 0}), cases_root, root)
+        (first,) = create_cases(write_manifest(root, "one", {"c000": "p0"}), cases_root, root)
         print("one case, stage by stage (dvc repro --single-item; process start-up included):")
         work = {}
         for stage in STAGE_NAMES:
@@ -135,8 +79,8 @@ def main() -> None:
                 f"{row['seconds'] / len(STAGE_NAMES):.2f} s per stage task (the DVC check)"
             )
             for workers, offset in ((1, 1), (2, 1 + args.fresh)):
-                ids = {f"w{workers}-{k}": offset + k for k in range(args.fresh)}
-                path = manifest(root, f"w{workers}", ids)
+                ids = {f"w{workers}-{k}": f"p{offset + k}" for k in range(args.fresh)}
+                path = write_manifest(root, f"w{workers}", ids)
                 start = time.perf_counter()
                 rows = with_runner(edit_batch, workers=workers)(str(path), str(cases_root))
                 wall = time.perf_counter() - start

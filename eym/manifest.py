@@ -87,7 +87,7 @@ def read_manifest(path: str | os.PathLike) -> list[Case]:
         raise InputError(f"{path}: expected a non-empty list of cases under 'cases:'")
     cases, seen = [], {}
     for number, row in enumerate(rows, start=1):
-        case = _parse_row(path, number, row)
+        case = parse_row(row, path.parent, f"{path}: row {number}")
         if case.id in seen:
             raise InputError(f"{path}: row {number}: duplicate id {case.id!r} (first used in row {seen[case.id]})")
         seen[case.id] = number
@@ -95,8 +95,8 @@ def read_manifest(path: str | os.PathLike) -> list[Case]:
     return cases
 
 
-def _parse_row(path: Path, number: int, row) -> Case:
-    where = f"{path}: row {number}"
+def parse_row(row, base_dir: Path, where: str) -> Case:
+    """Check one manifest row (paths relative to ``base_dir``); errors start with ``where``."""
     if not isinstance(row, dict):
         raise InputError(f"{where}: expected a mapping of fields, got {type(row).__name__}")
     if isinstance(row.get("id"), str):
@@ -114,7 +114,7 @@ def _parse_row(path: Path, number: int, row) -> Case:
     for name in ("source", "reference", "ground_truth"):
         if row.get(name) is None:
             continue
-        file = (path.parent / str(row[name])).resolve()
+        file = (Path(base_dir) / str(row[name])).resolve()
         if not file.is_file():
             raise InputError(f"{where}: {name} file not found: {file}")
         files[name] = file
@@ -125,7 +125,7 @@ def _parse_row(path: Path, number: int, row) -> Case:
     params = row.get("params") or {}
     if not isinstance(params, dict):
         raise InputError(f"{where}: params must be a mapping of parameter overrides")
-    params = resolve_path_params(params, path.parent)
+    params = resolve_path_params(params, base_dir)
     variant = str(row.get("variant") or "full")
     if not _ID.match(variant):
         raise InputError(f"{where}: variant {variant!r} must be letters, digits, '-', '_' or '.'")

@@ -103,11 +103,15 @@ def print_outputs(case_dir: Path) -> None:
 
 def cmd_run(args) -> int:
     from eym.errors import EYMError
-    from eym.manifest import read_manifest
+    from eym.manifest import parse_row
     from flows.cases import create_case
     from flows.pipeline import repo_root
 
-    workspace = repo_root(args.workspace)
+    try:
+        workspace = repo_root(args.workspace)
+    except EYMError as exc:
+        print(f"eym-edit: {exc}", file=sys.stderr)
+        return 2
     source, reference = Path(args.source).resolve(), Path(args.reference).resolve()
     case_id = args.id or default_id(source, reference)
     manifest = (args.manifest or workspace / "data" / "manifest.yaml").resolve()
@@ -124,11 +128,11 @@ def cmd_run(args) -> int:
         row["params"] = params
     try:
         manifest.parent.mkdir(parents=True, exist_ok=True)
+        case = parse_row(row, manifest.parent, "eym-edit")  # a bad row never reaches the manifest
         add_to_manifest(manifest, row)
-        case = next(c for c in read_manifest(manifest) if c.id == case_id)
         case_dir = create_case(case, workspace / args.cases_root, workspace)
     except EYMError as exc:
-        print(f"eym-edit: {exc}", file=sys.stderr)
+        print(exc if str(exc).startswith("eym-edit") else f"eym-edit: {exc}", file=sys.stderr)
         return 2
     print(f"case {case_id}: {case_dir} (manifest row in {manifest})")
     return _run_case(case_dir, args)
@@ -145,11 +149,31 @@ def _run_case(case_dir: Path, args) -> int:
 
 
 def cmd_case(args) -> int:
-    return _run_case(Path(args.case_dir).resolve(), args)
+    from eym.errors import EYMError
+    from flows.pipeline import repo_root
+
+    case_dir = Path(args.case_dir).resolve()
+    try:
+        repo_root(case_dir)
+        if not (case_dir / "dvc.yaml").is_file():
+            raise EYMError(f"{case_dir}: not a case folder (no dvc.yaml); create cases with `eym-edit run` or a batch")
+    except EYMError as exc:
+        print(f"eym-edit: {exc}", file=sys.stderr)
+        return 2
+    return _run_case(case_dir, args)
 
 
 def cmd_batch(args) -> int:
-    from flows.pipeline import edit_batch, with_runner
+    from eym.errors import EYMError
+    from eym.manifest import read_manifest
+    from flows.pipeline import edit_batch, repo_root, with_runner
+
+    try:  # bad rows and a missing workspace are reported before any flow starts
+        read_manifest(args.manifest)
+        repo_root(Path(args.cases_root).resolve().parent)
+    except EYMError as exc:
+        print(f"eym-edit: {exc}", file=sys.stderr)
+        return 2
 
     flow_fn = with_runner(edit_batch, args.workers, args.dask_address)
     rows = flow_fn(

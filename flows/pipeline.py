@@ -47,10 +47,16 @@ class StageOutcome:
 
 
 def repo_root(path: Path) -> Path:
+    """The DVC workspace holding ``path`` (the nearest folder above it with a .dvc folder)."""
+    from eym.errors import InputError
+
     for parent in [Path(path).resolve(), *Path(path).resolve().parents]:
         if (parent / ".dvc").is_dir():
             return parent
-    raise FileNotFoundError(f"{path} is not inside a DVC repository (no .dvc folder above it)")
+    raise InputError(
+        f"{path} is not inside a DVC workspace (no .dvc folder above it): run inside the project "
+        f"repository, or `dvc init` the folder that holds your cases"
+    )
 
 
 def set_gpu_slots(count: int) -> None:

@@ -34,18 +34,22 @@ def variant_of(row: dict) -> str:
     return row.get("variant") or "full"
 
 
-def rows_from_folders(case_dirs: list[Path]) -> list[dict]:
-    """Summary rows read from case folders (when no flow run recorded the outcome)."""
+def rows_from_folders(cases: list, cases_root: Path) -> list[dict]:
+    """Summary rows for manifest cases read from their folders (when no flow run recorded the outcome)."""
     rows = []
-    for case_dir in case_dirs:
+    for case in cases:
+        case_dir = Path(cases_root).resolve() / case.id
         metrics = case_dir / EVALUATION / "metrics.json"
+        reason = None
+        if not metrics.is_file():
+            reason = "not evaluated" if case_dir.is_dir() else "case folder not created (run the batch first)"
         row = {
-            "case": case_dir.name,
+            "case": case.id,
             "case_dir": str(case_dir),
-            "variant": read_case(case_dir).variant,
+            "variant": case.variant,
             "status": "ok" if metrics.is_file() else "failed",
             "failed_stage": None,
-            "reason": None if metrics.is_file() else "no eval/metrics.json (not evaluated)",
+            "reason": reason,
         }
         if metrics.is_file():
             row.update(json.loads(metrics.read_text()))
@@ -108,13 +112,13 @@ def set_metrics(rows: list[dict], params: dict) -> dict:
 
 def _summary_markdown(summary: dict, batch: dict) -> str:
     names = [m for m in METRICS if any(m in s for s in summary.values())]
-    lines = [
-        "| variant | cases | failed | " + " | ".join(METRICS[m][0] for m in names) + " |",
-        "|---|---|---|" + "---|" * len(names),
-    ]
+    def row(cells) -> str:
+        return "| " + " | ".join(str(c) for c in cells) + " |"
+
+    lines = [row(["variant", "cases", "failed", *(METRICS[m][0] for m in names)]), row(["---"] * (3 + len(names)))]
     for variant, s in summary.items():
         cells = [f"{s[m]['mean']:.4g} ± {s[m]['std']:.2g}" if m in s else "—" for m in names]
-        lines.append(f"| {variant} | {s['cases']} | {s['failed']} | " + " | ".join(cells) + " |")
+        lines.append(row([variant, s["cases"], s["failed"], *cells]))
     lines += ["", *[f"- {k}: {v if isinstance(v, str) else f'{v:.3f}'}" for k, v in batch.items()]]
     return "\n".join(lines) + "\n"
 
@@ -154,9 +158,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
     try:
-        case_dirs = [args.cases / case.id for case in read_manifest(args.manifest)]
+        cases = read_manifest(args.manifest)
         params = load_params(args.params or default_params_files(args.cases / "_"))
-        aggregate(rows_from_folders(case_dirs), args.out, params, f"Edit-Your-Motion: {args.manifest}")
+        aggregate(rows_from_folders(cases, args.cases), args.out, params, f"Edit-Your-Motion: {args.manifest}")
     except EYMError as exc:
         log.error("aggregate failed: %s", exc)
         return 2

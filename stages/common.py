@@ -16,14 +16,13 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import yaml
 
 from eym.errors import EYMError, InputError
-from eym.manifest import resolve_path_params
+from eym.manifest import Case, resolve_path_params
 
 log = logging.getLogger("eym")
 CASE_FILE = "case.yaml"
@@ -34,26 +33,9 @@ FRAMES, MASKS, POSE, OFFSET = "frames", "masks", "pose", "offset"
 STAGE1, STAGE2, INVERSION, SAMPLE, EVALUATION = "stage1", "stage2", "inversion", "sample", "eval"
 
 
-@dataclass(frozen=True)
-class CaseInputs:
-    id: str
-    source: Path
-    reference: Path
-    ground_truth: Path | None
-    variant: str = "full"
-
-    @property
-    def source_is_image(self) -> bool:
-        from eym.media import is_image
-
-        return is_image(self.source)
-
-    @property
-    def reference_is_keypoints(self) -> bool:
-        return self.reference.suffix.lower() == ".parquet"
-
-
-def read_case(case_dir: str | Path) -> CaseInputs:
+def read_case(case_dir: str | Path) -> Case:
+    """The case's id, input files and variant from its ``case.yaml`` (its prompt and parameter
+    overrides live in its ``params.yaml``)."""
     case_dir = Path(case_dir)
     path = case_dir / CASE_FILE
     if not path.is_file():
@@ -66,12 +48,12 @@ def read_case(case_dir: str | Path) -> CaseInputs:
     def resolve(value):
         return (case_dir / value).resolve() if value else None
 
-    return CaseInputs(
-        str(data["id"]),
-        resolve(data["source"]),
-        resolve(data["reference"]),
-        resolve(data.get("ground_truth")),
-        str(data.get("variant") or "full"),
+    return Case(
+        id=str(data["id"]),
+        source=resolve(data["source"]),
+        reference=resolve(data["reference"]),
+        ground_truth=resolve(data.get("ground_truth")),
+        variant=str(data.get("variant") or "full"),
     )
 
 

@@ -87,15 +87,15 @@ def puppet_256(tmp_path_factory):
 @pytest.fixture(scope="session")
 def preprocessed_case(tmp_path_factory, puppet_256):
     """A case folder with frames, masks, pose and offset done (mediapipe, 256x256, 8 frames)."""
+    return preprocess(tmp_path_factory.mktemp("pre") / "case", puppet_256, 256)
+
+
+def preprocess(case_dir, inputs, size: int):
+    """A case folder for the puppet ``inputs`` with the four preprocessing stages run at size x size."""
     from stages import frames, offset, pose, segment
 
-    case = make_case_dir(
-        tmp_path_factory.mktemp("pre") / "case",
-        puppet_256 / "source.mp4",
-        puppet_256 / "reference.mp4",
-        puppet_256 / "gt" / "edit.mp4",
-    )
-    params = repo_params(frames={"width": 256, "height": 256})
+    case = make_case_dir(case_dir, inputs / "source.mp4", inputs / "reference.mp4", inputs / "gt" / "edit.mp4")
+    params = repo_params(frames={"width": size, "height": size})
     for stage in (frames, segment, pose, offset):
         stage.run(case, params)
     return case
@@ -127,18 +127,7 @@ def tiny_model_params(tiny_models, **overrides) -> dict:
 @pytest.fixture(scope="session")
 def preprocessed_128(tmp_path_factory, puppet_256):
     """A case folder preprocessed at 128x128 (frames, masks, pose, offset), for the tuning stages."""
-    from stages import frames, offset, pose, segment
-
-    case = make_case_dir(
-        tmp_path_factory.mktemp("pre128") / "case",
-        puppet_256 / "source.mp4",
-        puppet_256 / "reference.mp4",
-        puppet_256 / "gt" / "edit.mp4",
-    )
-    params = repo_params(frames={"width": 128, "height": 128})
-    for stage in (frames, segment, pose, offset):
-        stage.run(case, params)
-    return case
+    return preprocess(tmp_path_factory.mktemp("pre128") / "case", puppet_256, 128)
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,25 @@ from eym_model.video_model import VideoModelConfig, build_video_model
 FRAMES = 4
 
 
+def fresh_model(tiny_models, **config):
+    """The tiny video model (base loaded from its folder, new layers), with ``config`` overrides."""
+    base = load_base_model(str(tiny_models[0]))
+    config = VideoModelConfig(
+        **{"motion_attention_dim": 16, "motion_attention_heads": 2, "temporal_head_dim": 8, **config}
+    )
+    controlnet = load_controlnet(str(tiny_models[1])) if config.motion_attention else None
+    return base, build_video_model(base.unet, controlnet, config)
+
+
+def _loss(model, base):
+    """The tuning loss on the fixed test clip, with a fixed timestep and noise."""
+    from diffusers import DDPMScheduler
+
+    latents, skeletons, text = _inputs(base)
+    scheduler = DDPMScheduler.from_config(base.scheduler_config)
+    return training_loss(model, scheduler, latents, text, skeletons, generator=torch.Generator().manual_seed(0))
+
+
 def _inputs(base, seed=0, frames=FRAMES):
     g = torch.Generator().manual_seed(seed)
     latents = torch.randn(1, 4, frames, 8, 8, generator=g)
@@ -111,20 +130,11 @@ def test_trainable_sets_are_exactly_the_papers(tiny_video_model):
 @pytest.mark.parametrize("groups", [["temporal", "motion_attention"], ["spatial_attention", "motion_attention"]])
 def test_one_optimisation_step_changes_only_the_trainable_set(tiny_video_model, groups):
     base, model = tiny_video_model
-    from diffusers import DDPMScheduler
 
     trainable = set_trainable(model, groups)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     optimizer = torch.optim.AdamW(trainable.values(), lr=1e-2)
-    latents, skeletons, text = _inputs(base)
-    loss = training_loss(
-        model,
-        DDPMScheduler.from_config(base.scheduler_config),
-        latents,
-        text,
-        skeletons,
-        generator=torch.Generator().manual_seed(0),
-    )
+    loss = _loss(model, base)
     loss.backward()
     optimizer.step()
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
@@ -136,15 +146,10 @@ def test_one_optimisation_step_changes_only_the_trainable_set(tiny_video_model, 
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(tiny_models):
-    from diffusers import DDPMScheduler
 
     grads = []
     for checkpointing in (False, True):
-        base = load_base_model(str(tiny_models[0]))
-        config = VideoModelConfig(
-            motion_attention_dim=16, motion_attention_heads=2, temporal_head_dim=8, gradient_checkpointing=checkpointing
-        )
-        model = build_video_model(base.unet, load_controlnet(str(tiny_models[1])), config)
+        base, model = fresh_model(tiny_models, gradient_checkpointing=checkpointing)
         model.train()
         params = set_trainable(model, ["temporal", "spatial_attention", "motion_attention"])
         torch.manual_seed(0)
@@ -152,15 +157,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_models):
             for name, p in params.items():
                 if name.endswith(("out.weight", "to_out.0.weight")):
                     p.normal_(std=0.05)
-        latents, skeletons, text = _inputs(base)
-        loss = training_loss(
-            model,
-            DDPMScheduler.from_config(base.scheduler_config),
-            latents,
-            text,
-            skeletons,
-            generator=torch.Generator().manual_seed(0),
-        )
+        loss = _loss(model, base)
         loss.backward()
         grads.append({n: p.grad.clone() for n, p in params.items()})
     for name in grads[0]:
@@ -169,9 +166,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_models):
 
 def test_trainable_weights_round_trip_bit_exactly(tiny_models, tmp_path):
     def fresh():
-        base = load_base_model(str(tiny_models[0]))
-        config = VideoModelConfig(motion_attention_dim=16, motion_attention_heads=2, temporal_head_dim=8)
-        return build_video_model(base.unet, load_controlnet(str(tiny_models[1])), config)
+        return fresh_model(tiny_models)[1]
 
     groups = ["spatial_attention", "motion_attention"]
     model = fresh()
@@ -188,8 +183,7 @@ def test_trainable_weights_round_trip_bit_exactly(tiny_models, tmp_path):
     for name, p in other.named_parameters():
         assert torch.equal(p, dict(model.named_parameters())[name]), name
     # A model without MA cannot take the file.
-    base = load_base_model(str(tiny_models[0]))
-    no_ma = build_video_model(base.unet, None, VideoModelConfig(motion_attention=False, temporal_head_dim=8))
+    _, no_ma = fresh_model(tiny_models, motion_attention=False)
     with pytest.raises(InputError, match="do not exist in this model"):
         load_trainable(no_ma, tmp_path / "w.safetensors")
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -16,80 +15,25 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
 
 from flows.cases import STAGE_NAMES, create_cases
+from flows.sandbox import TINY_CASE_PARAMS as TINY
+from flows.sandbox import make_workspace, write_manifest
 
 DVC = [sys.executable, "-m", "dvc"]
-TINY = {
-    "frames": {"width": 128, "height": 128},
-    "model": {
-        "base": "../models/base",
-        "controlnet": "../models/controlnet",
-        "gradient_checkpointing": False,
-        "motion_attention_dim": 16,
-        "motion_attention_heads": 2,
-        "temporal_head_dim": 8,
-    },
-    "stage1": {"steps": 2},
-    "stage2": {"steps": 2},
-    "inversion": {"steps": 2},
-    "sampling": {"steps": 2},
-}
+MOTIONS = [("dance", "wave"), ("squat", "jump"), ("turn", "arms_raise"), ("wave", "walk_in_place"), ("jump", "dance")]
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, tiny_models):
-    """A DVC workspace (no git) with the project's code and params, tiny models and three puppet inputs."""
-    from eym.puppet.cases import make_case
-
-    root = tmp_path_factory.mktemp("workspace")
-    subprocess.run(DVC + ["init", "--no-scm", "-q"], cwd=root, check=True)
-    for name in ("stages", "eym", "eym_model", "flows"):
-        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "params.yaml", root / "params.yaml")
-    shutil.copytree(tiny_models[0], root / "models" / "base")
-    shutil.copytree(tiny_models[1], root / "models" / "controlnet")
-    motions = [
-        ("dance", "wave"),
-        ("squat", "jump"),
-        ("turn", "arms_raise"),
-        ("wave", "walk_in_place"),
-        ("jump", "dance"),
-    ]
-    for i, (m1, m2) in enumerate(motions):
-        make_case(
-            root / "inputs" / f"p{i}",
-            seed=20 + i,
-            size=128,
-            num_frames=24,
-            fps=12,
-            source_motion=m1,
-            reference_motion=m2,
-        )
+    """A DVC workspace (no git) with the project's code and params, tiny models and five puppet inputs."""
+    root = make_workspace(tmp_path_factory.mktemp("workspace"), MOTIONS, models=tiny_models)
     (root / "inputs" / "broken.mp4").write_bytes(b"this is not a video" * 64)
     return root
 
 
 def manifest(workspace: Path, name: str, cases: dict[str, str]) -> Path:
-    """A manifest in inputs/ with tiny-model parameters; cases maps id -> input folder or 'broken'."""
-    rows = []
-    for case_id, folder in cases.items():
-        source = "broken.mp4" if folder == "broken" else f"{folder}/source.mp4"
-        base = "p0" if folder == "broken" else folder
-        rows.append(
-            {
-                "id": case_id,
-                "source": source,
-                "reference": f"{base}/reference.mp4",
-                "prompt": "a person moving",
-                "ground_truth": f"{base}/gt/edit.mp4",
-                "params": TINY,
-            }
-        )
-    path = workspace / "inputs" / f"manifest-{name}.yaml"
-    path.write_text(yaml.safe_dump({"cases": rows}))
-    return path
+    return write_manifest(workspace, name, {k: "broken.mp4" if v == "broken" else v for k, v in cases.items()})
 
 
 def dvc_repro(workspace: Path, case: str) -> set[str]:
@@ -325,3 +269,46 @@ def test_dask_runner_sends_gpu_stages_to_gpu_workers(workspace, prefect_harness)
     finally:
         for proc in reversed(procs):
             _stop(proc)
+
+
+def test_eym_edit_run_creates_the_case_and_runs_the_flow(workspace, tmp_path):
+    (workspace / "inputs" / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"))
+    env.pop("PREFECT_API_URL", None)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flows.cli",
+            "run",
+            "--source",
+            "inputs/p3/source.png",
+            "--reference",
+            "inputs/p3/reference.mp4",
+            "--ground-truth",
+            "inputs/p3/gt/edit.mp4",
+            "--prompt",
+            "a person",
+            "--params",
+            "inputs/tiny.yaml",
+            "--set",
+            "sampling.steps=3",
+            "--id",
+            "mine",
+        ],
+        cwd=workspace,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    case = workspace / "data" / "cases" / "mine"
+    for rel in ("sample/edited.mp4", "sample/comparison.mp4", "eval/metrics.json", "eval/report.html"):
+        assert f"{case / rel}" in result.stdout and (case / rel).is_file(), rel
+    row = yaml.safe_load((workspace / "data" / "manifest.yaml").read_text())["cases"][0]
+    assert row["id"] == "mine" and row["params"]["sampling"]["steps"] == 3
+    assert row["params"]["model"]["base"] == str(workspace / "models" / "base")  # --params paths resolved
+    assert (case / "dvc.yaml").is_file() and yaml.safe_load((case / "case.yaml").read_text())["source"].endswith(
+        "source.png"
+    )

@@ -1,0 +1,87 @@
+"""A throwaway DVC workspace for tests, benchmarks and trying the pipeline: the project's code and
+params.yaml, tiny random models and puppet input clips, outside the repository.
+
+Case parameters for it: ``TINY_CASE_PARAMS`` (tiny models, 128x128 frames, 2-step tuning), with
+model paths relative to a manifest in the workspace's ``inputs/`` folder.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from .cases import REPO
+
+TINY_CASE_PARAMS = {
+    "frames": {"width": 128, "height": 128},
+    "model": {
+        "base": "../models/base",
+        "controlnet": "../models/controlnet",
+        "gradient_checkpointing": False,
+        "motion_attention_dim": 16,
+        "motion_attention_heads": 2,
+        "temporal_head_dim": 8,
+    },
+    "stage1": {"steps": 2},
+    "stage2": {"steps": 2},
+    "inversion": {"steps": 2},
+    "sampling": {"steps": 2},
+}
+
+
+def make_workspace(
+    root: Path, motions: list[tuple[str, str]], seed: int = 20, models: tuple[Path, Path] | None = None, size: int = 128
+) -> Path:
+    """``root`` as a DVC workspace (no git) with inputs ``inputs/p<i>`` for each (source, reference)
+    motion pair. ``models``: existing tiny model folders to copy, else new ones are written."""
+    from eym.puppet.cases import make_case
+    from eym_model.tiny import save_tiny_models
+
+    root = Path(root)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=root, check=True)
+    for name in ("stages", "eym", "eym_model", "flows"):
+        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    if models:
+        shutil.copytree(models[0], root / "models" / "base")
+        shutil.copytree(models[1], root / "models" / "controlnet")
+    else:
+        save_tiny_models(root / "models")
+    for i, (m1, m2) in enumerate(motions):
+        make_case(
+            root / "inputs" / f"p{i}",
+            seed=seed + i,
+            size=size,
+            num_frames=24,
+            fps=12,
+            source_motion=m1,
+            reference_motion=m2,
+        )
+    return root
+
+
+def write_manifest(root: Path, name: str, cases: dict[str, str], params: dict = TINY_CASE_PARAMS) -> Path:
+    """``inputs/manifest-<name>.yaml`` with ``cases`` mapping an id to an input folder (p0, p1, ...),
+    or to the name of a file in ``inputs/`` used as the (broken) source."""
+    rows = []
+    for case_id, folder in cases.items():
+        input_dir = root / "inputs" / folder
+        base = folder if input_dir.is_dir() else "p0"
+        source = f"{folder}/source.mp4" if input_dir.is_dir() else folder
+        rows.append(
+            {
+                "id": case_id,
+                "source": source,
+                "reference": f"{base}/reference.mp4",
+                "prompt": "a person moving",
+                "ground_truth": f"{base}/gt/edit.mp4",
+                "params": params,
+            }
+        )
+    path = root / "inputs" / f"manifest-{name}.yaml"  # never dvc.yaml: DVC reads every file of that name
+    path.write_text(yaml.safe_dump({"cases": rows}))
+    return path
