@@ -14,4 +14,5 @@ if ! command -v chromium >/dev/null; then
 fi
 source scripts/offline-env.sh
 .venv/bin/ruff check --quiet eym eym_model stages flows tests benchmarks
+.venv/bin/ruff format --check --quiet eym eym_model stages flows tests benchmarks
 exec .venv/bin/python -m pytest "$@"

@@ -112,6 +112,7 @@ def set_metrics(rows: list[dict], params: dict) -> dict:
 
 def _summary_markdown(summary: dict, batch: dict) -> str:
     names = [m for m in METRICS if any(m in s for s in summary.values())]
+
     def row(cells) -> str:
         return "| " + " | ".join(str(c) for c in cells) + " |"
 
