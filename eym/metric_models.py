@@ -37,11 +37,8 @@ class LPIPS:
         self.model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False).eval().to(device)
         state = torch.load(path, map_location="cpu", weights_only=True)
         features = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("features.")}
-        mapped = {}
-        for name in self.model.net.state_dict():
-            slice_name, rest = name.split(".", 1)  # slice2.3.weight -> features 3.weight
-            mapped[name] = features[rest]
-        self.model.net.load_state_dict(mapped)
+        # lpips names torchvision's features.3.weight slice2.3.weight: drop the slice name.
+        self.model.net.load_state_dict({name: features[name.split(".", 1)[1]] for name in self.model.net.state_dict()})
         self.device = device
 
     @torch.no_grad()

@@ -74,40 +74,42 @@ def summarise(rows: list[dict]) -> dict:
 def set_metrics(rows: list[dict], params: dict) -> dict:
     """FVD and FID-VID per variant (edited videos vs ground-truth videos), or why they are unavailable."""
     from eym.metric_models import VideoFeatures
-
-    from .evaluate import ground_truth_frames
+    from eym.metrics import frechet_distance
 
     p = params.get("evaluation", {})
-    out = {}
+    networks, out = {}, {}
     for metric, key, what in (("fvd", "fvd_model", "FVD"), ("fid_vid", "fid_vid_model", "FID-VID")):
         try:
-            network = VideoFeatures(p.get(key), what, min_frames=int(p.get("video_min_frames", 10)))
+            networks[metric] = VideoFeatures(p.get(key), what, min_frames=int(p.get("video_min_frames", 10)))
         except MissingWeightsError as exc:
             out[metric] = f"unavailable: {exc}"
-            continue
-        for variant in sorted({variant_of(r) for r in rows}):
-            pairs = []
-            for r in rows:
-                case_dir = Path(r["case_dir"])
-                if variant_of(r) != variant or r["status"] != "ok" or not read_case(case_dir).ground_truth:
-                    continue
-                pairs.append(
-                    (
-                        read_frames(case_dir / SAMPLE / "frames"),
-                        ground_truth_frames(case_dir, read_case(case_dir).ground_truth),
-                    )
-                )
+    if not networks:
+        return out
+    for variant in sorted({variant_of(r) for r in rows}):
+        pairs = _edited_and_truth([r for r in rows if variant_of(r) == variant and r["status"] == "ok"])
+        for metric, network in networks.items():
             if len(pairs) < 2:
                 out[f"{metric}[{variant}]"] = "unavailable: needs at least two finished cases with ground truth"
                 continue
             try:
-                from eym.metrics import frechet_distance
-
                 fake, real = network([a for a, _ in pairs]), network([b for _, b in pairs])
                 out[f"{metric}[{variant}]"] = frechet_distance(fake, real)
             except ValueError as exc:
                 out[f"{metric}[{variant}]"] = f"unavailable: {exc}"
     return out
+
+
+def _edited_and_truth(rows: list[dict]) -> list[tuple]:
+    """(edited frames, ground-truth frames) of the finished cases that have a ground truth."""
+    from .evaluate import ground_truth_frames
+
+    pairs = []
+    for r in rows:
+        case_dir = Path(r["case_dir"])
+        truth = read_case(case_dir).ground_truth
+        if truth:
+            pairs.append((read_frames(case_dir / SAMPLE / "frames"), ground_truth_frames(case_dir, truth)))
+    return pairs
 
 
 def _summary_markdown(summary: dict, batch: dict) -> str:

@@ -99,10 +99,10 @@ def compute(case_dir: Path, params: dict) -> tuple[dict, dict]:
 
 
 def _pose_fidelity(case_dir: Path, edited: np.ndarray, params: dict, p: dict):
-    from .pose import detect
+    from .pose import PoseDetector
 
     pose_params = dict(section(params, "pose"), backend=p["pose_backend"])
-    found, _ = detect(edited, pose_params, "edited")
+    found, _ = PoseDetector(pose_params)(edited, "edited")
     aligned, _ = read_keypoints(case_dir / OFFSET / "aligned.parquet")
     score = pck(found, aligned, float(p["pck_alpha"]), float(pose_params["min_confidence"]))
     return (None if np.isnan(score) else score), [bool(np.isfinite(f[:, 0]).any()) for f in found]
