@@ -29,6 +29,7 @@ STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 24px; color: #222; max-width: 1400px; }
 h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28px; }
 .prompt { color: #555; font-style: italic; }
+.warning { color: #8a4b00; background: #fff4e0; padding: 4px 8px; border-radius: 4px; }
 table { border-collapse: collapse; margin: 8px 0; } th, td { padding: 4px 10px; border-bottom: 1px solid #ddd; }
 th { text-align: left; background: #f4f4f4; } th.sortable { cursor: pointer; } td.num { text-align: right; }
 td.na { color: #999; } .muted { color: #888; font-size: 12px; }
@@ -129,6 +130,22 @@ def metrics_table(values: dict, unavailable: dict) -> str:
     )
 
 
+WARNING_SOURCES = ("pose/meta.json", "offset/meta.json", "stage1/meta.json", "stage2/meta.json", "sample/meta.json")
+
+
+def stage_warnings(case_dir: Path) -> list[str]:
+    """The warnings the stages recorded in their meta files, as "stage: warning", without repeats."""
+    out = []
+    for rel in WARNING_SOURCES:
+        path = Path(case_dir) / rel
+        if path.is_file():
+            for warning in json.loads(path.read_text()).get("warnings", []):
+                line = f"{rel.split('/')[0]}: {warning}"
+                if line not in out:
+                    out.append(line)
+    return out
+
+
 def case_report(case_dir: Path, values: dict, details: dict, prompt: str, ground_truth: Path | None = None) -> str:
     """The page written to ``<case>/eval/report.html``; links are relative to that folder."""
     case_dir = Path(case_dir)
@@ -142,7 +159,7 @@ def case_report(case_dir: Path, values: dict, details: dict, prompt: str, ground
     case_id = case_dir.name
     curves = {stage: read_loss_log(case_dir / stage / "loss.tsv") for stage in ("stage1", "stage2")}
     inversion = case_dir / "inversion" / "inversion.json"
-    offset = case_dir / "offset" / "offset.json"
+    offset = case_dir / "offset" / "meta.json"
     extras = []
     if inversion.is_file():
         info = json.loads(inversion.read_text())
@@ -153,14 +170,26 @@ def case_report(case_dir: Path, values: dict, details: dict, prompt: str, ground
             )
     if offset.is_file():
         info = json.loads(offset.read_text())
-        extras.append(f"Skeleton offset: scale {info['scale']:.3f}, anchor {info['anchor']}, {info['mode']} mode.")
+        extras.append(
+            f"Skeleton offset: {info['retarget']} retargeting, scale {info['scale']:.3f}, anchor {info['anchor']}, "
+            f"{info['mode']} mode, {info['inside_fraction']:.0%} of the joints inside the frame."
+        )
+    warnings = stage_warnings(case_dir)
+    warning_html = "".join(f"<p class='warning'>Warning: {html.escape(w)}</p>" for w in warnings)
     body = (
         f"<h1>Case {html.escape(case_id)}</h1><p class='prompt'>{html.escape(prompt) or '(no prompt)'}</p>"
+        f"{warning_html}"
         "<h2>Source | reference | aligned skeleton | edited</h2>"
         "<video src='../sample/comparison.mp4' controls loop muted playsinline width='100%'></video>"
         "<h2>Edited</h2><img class='edit' src='../sample/edited.gif' alt='edited video'>"
         f"{truth}<h2>Metrics</h2>{metrics_table(values, details.get('unavailable', {}))}"
         + "".join(f"<p class='muted'>{html.escape(e)}</p>" for e in extras)
+        + (
+            "<h2>Retargeting</h2><img class='preview' src='../offset/preview.png' "
+            "alt='source, reference and aligned skeleton' style='max-width: 100%'>"
+            if (case_dir / "offset" / "preview.png").is_file()
+            else ""
+        )
         + "<h2>Tuning loss</h2><div class='plots'>"
         + "".join(svg_plot({stage: curve}, f"{stage} loss") for stage, curve in curves.items())
         + "</div>"

@@ -64,11 +64,13 @@ def visible(kp: np.ndarray, min_confidence: float = 0.3) -> np.ndarray:
     return (kp[..., 2] >= min_confidence) & np.isfinite(kp[..., 0]) & np.isfinite(kp[..., 1])
 
 
-def _midpoint(kp: np.ndarray, a: int, b: int, vis: np.ndarray) -> np.ndarray:
-    """Mean of joints a and b where both are visible, the visible one alone otherwise, else NaN."""
+def _midpoint(kp: np.ndarray, a: int, b: int, vis: np.ndarray, strict: bool = False) -> np.ndarray:
+    """Mean of joints a and b where both are visible; where one is, that one (unless ``strict``); else NaN."""
     pa, pb = kp[..., a, :2], kp[..., b, :2]
     va, vb = vis[..., a, None], vis[..., b, None]
     both = np.where(va & vb, (pa + pb) / 2, np.nan)
+    if strict:
+        return both
     return np.where(va & ~vb, pa, np.where(vb & ~va, pb, both))
 
 
@@ -78,8 +80,18 @@ def _segment(kp: np.ndarray, a: int, b: int, vis: np.ndarray) -> np.ndarray:
 
 
 def mid_hip(kp: np.ndarray, min_confidence: float = 0.3) -> np.ndarray:
-    """(..., 2) centre of the hips (NaN where neither hip is found)."""
-    return _midpoint(kp, J["right_hip"], J["left_hip"], visible(kp, min_confidence))
+    """(..., 2) centre of the hips (NaN unless both hips are found)."""
+    return _midpoint(kp, J["right_hip"], J["left_hip"], visible(kp, min_confidence), strict=True)
+
+
+def shoulder_centre(kp: np.ndarray, min_confidence: float = 0.3) -> np.ndarray:
+    """(..., 2) centre of the shoulders (NaN unless both are found)."""
+    return _midpoint(kp, J["right_shoulder"], J["left_shoulder"], visible(kp, min_confidence), strict=True)
+
+
+def neck(kp: np.ndarray, min_confidence: float = 0.3) -> np.ndarray:
+    """(..., 2) the neck joint (NaN where it is not found)."""
+    return np.where(visible(kp, min_confidence)[..., J["neck"], None], kp[..., J["neck"], :2], np.nan)
 
 
 def feet_centre(kp: np.ndarray, min_confidence: float = 0.3) -> np.ndarray:
@@ -92,35 +104,46 @@ def feet_centre(kp: np.ndarray, min_confidence: float = 0.3) -> np.ndarray:
     return np.stack([centre[..., 0], lowest], axis=-1)
 
 
-ANCHORS = {"mid_hip": mid_hip, "feet": feet_centre}
+# Anchors of the skeleton offset, in the order tried when the anchor is chosen automatically: the
+# feet keep the person on the source's floor; the others still work when the legs are out of view.
+ANCHORS = {"feet": feet_centre, "mid_hip": mid_hip, "neck": neck, "shoulder_centre": shoulder_centre}
+
+# Body segments whose length ratios give the scale between two people (left and right averaged).
+SEGMENTS = {
+    "shoulder_width": ((2, 5),),
+    "neck_hip": ((1, 8), (1, 11)),
+    "upper_arm": ((2, 3), (5, 6)),
+    "forearm": ((3, 4), (6, 7)),
+    "thigh": ((8, 9), (11, 12)),
+    "shin": ((9, 10), (12, 13)),
+    "neck_nose": ((1, 0),),
+    "eye_distance": ((14, 15),),
+}
+
+# The skeleton as a tree rooted at the neck: each joint's parent (the bones of per-bone retargeting).
+PARENT = {0: 1, 2: 1, 3: 2, 4: 3, 5: 1, 6: 5, 7: 6, 8: 1, 9: 8, 10: 9, 11: 1, 12: 11, 13: 12}
+PARENT.update({14: 0, 15: 0, 16: 14, 17: 15})  # eyes on the nose, ears on the eyes
 
 
-def body_chain_length(kp: np.ndarray, min_confidence: float = 0.3) -> np.ndarray:
-    """(...) nose-neck + neck-hips + thigh + shin length: a body size that does not change with pose.
-
-    Bounding-box height shrinks when a person squats or raises the arms; the sum of rigid segment
-    lengths does not. Thigh and shin are averaged over the sides that are visible. NaN where the
-    chain is incomplete.
-    """
+def segment_lengths(kp: np.ndarray, min_confidence: float = 0.3) -> dict[str, np.ndarray]:
+    """Per frame, the length of each segment of SEGMENTS (mean over the visible sides; NaN if none)."""
     vis = visible(kp, min_confidence)
-    head = _segment(kp, J["nose"], J["neck"], vis)
-    hips = _midpoint(kp, J["right_hip"], J["left_hip"], vis)
-    neck = np.where(vis[..., J["neck"], None], kp[..., J["neck"], :2], np.nan)
-    torso = np.linalg.norm(neck - hips, axis=-1)
-    thigh = _nanmean2(
-        _segment(kp, J["right_hip"], J["right_knee"], vis), _segment(kp, J["left_hip"], J["left_knee"], vis)
-    )
-    shin = _nanmean2(
-        _segment(kp, J["right_knee"], J["right_ankle"], vis), _segment(kp, J["left_knee"], J["left_ankle"], vis)
-    )
-    return head + torso + thigh + shin
+    out = {}
+    for name, pairs in SEGMENTS.items():
+        sides = np.stack([_segment(kp, a, b, vis) for a, b in pairs])
+        seen = np.isfinite(sides)
+        out[name] = np.where(seen.any(0), np.nansum(sides, 0) / np.maximum(seen.sum(0), 1), np.nan)
+    return out
 
 
-def _nanmean2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Mean of two arrays ignoring NaN; NaN where both are NaN."""
-    count = np.isfinite(a).astype(np.float32) + np.isfinite(b)
-    total = np.nan_to_num(a) + np.nan_to_num(b)
-    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+def bone_lengths(kp: np.ndarray, min_confidence: float = 0.3) -> np.ndarray:
+    """(18,) median length over frames of each joint's bone to its parent (NaN: never seen; the neck: 0)."""
+    vis = visible(kp, min_confidence)
+    out = np.zeros(NUM_JOINTS)
+    for child, parent in PARENT.items():
+        lengths = _segment(kp, child, parent, vis)
+        out[child] = np.nanmedian(lengths) if np.isfinite(lengths).any() else np.nan
+    return out
 
 
 def bounding_boxes(kp: np.ndarray, min_confidence: float = 0.3) -> np.ndarray:

@@ -35,6 +35,7 @@ class StageSpec:
 
 _MODEL_CODE = ("eym_model", "stages/tune.py")
 _TUNED = ("stage1/weights.safetensors", "stage2/weights.safetensors")
+_METAS = ("stage1/meta.json", "stage2/meta.json")
 STAGES = (
     StageSpec(
         "frames",
@@ -58,7 +59,11 @@ STAGES = (
         ("pose",),
     ),
     StageSpec(
-        "offset", ("stages/offset.py", "stages/common.py", "eym/skeleton.py"), ("offset",), ("pose",), ("offset",)
+        "offset",
+        ("stages/offset.py", "stages/common.py", "eym/skeleton.py", "eym/panels.py"),
+        ("offset",),
+        ("frames", "pose"),
+        ("offset",),
     ),
     StageSpec(
         "stage1",
@@ -105,7 +110,7 @@ STAGES = (
             "eym/report.py",
         ),
         ("evaluation", "pose"),
-        ("frames", "offset", "stage1/loss.tsv", "stage2/loss.tsv", "inversion", "sample"),
+        ("frames", "pose/meta.json", "offset", *_METAS, "stage1/loss.tsv", "stage2/loss.tsv", "inversion", "sample"),
         ("eval/details.json", "eval/report.html"),
         uses_prompt=True,
         metrics=("eval/metrics.json",),

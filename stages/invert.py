@@ -70,7 +70,8 @@ def run(case_dir: Path, params: dict) -> dict:
         info["vae_psnr"] = psnr(decode_video(base.vae, latents, chunk).cpu(), video)
     with atomic_path(case_dir / INVERSION) as out:
         out.mkdir()
-        save_file({"noise": noise.cpu().contiguous(), "source_latents": latents.cpu().contiguous()}, str(out / LATENTS))
+        tensors = {"noise": noise.cpu().contiguous(), "source_latents": latents.cpu().contiguous()}
+        save_file(tensors, str(out / LATENTS), metadata={"steps": str(info["steps"])})
         write_json(out / "inversion.json", info)
     if p["check_reconstruction"]:
         log.info(

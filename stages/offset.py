@@ -1,19 +1,27 @@
-"""Skeleton offset: move and scale the reference skeleton onto the source person.
+"""Skeleton offset (retargeting): the reference's motion moved onto the source person, checked and
+previewed before any tuning.
 
-The paper's Algorithm 1 is missing from the text we have; this is the reconstruction documented
-in the README (method section):
+The paper's Algorithm 1 is missing from the text we have; this is the reconstruction documented in
+the README (method section):
 
-- scale ``s`` = median source body chain length / median reference body chain length (the chain
-  nose-neck + neck-hips + thigh + shin does not change with pose, unlike a bounding box);
-- ``mode: video``: one translation ``t`` = source anchor - s x reference anchor on the first frame
-  where both are found, applied to every frame, so the reference keeps its own trajectory (a
-  jump still leaves the ground); ``mode: frame``: a translation per frame, pinning the reference
-  anchor to the source anchor in every frame;
-- anchor ``feet`` (bottom-centre of the ankles: keeps the person on the source's floor) or
-  ``mid_hip``; joints under ``min_confidence`` are dropped, joints that land outside the frame are
-  dropped (clipped to the canvas).
+- scale ``s``: the median, over the body segments that both people show (shoulder width, neck-hip,
+  upper arm, forearm, thigh, shin, neck-nose, eye distance; each segment's length the median over
+  the frames that show it), of the source/reference length ratios. No full body is needed.
+- anchor: ``auto`` takes the first of feet, mid-hip, neck, shoulder centre that both people show
+  (on any frames); a name forces one.
+- ``retarget: bones`` (default) rebuilds every reference frame from its own bone directions with the
+  source's bone lengths (each bone scaled by its own source/reference median length ratio, so the
+  reference's foreshortening is kept; bones the source never shows take ``s``), pinned at the
+  anchor; ``scale`` scales the whole reference by ``s``; ``none`` only moves it.
+- ``mode: video``: one translation putting the reference's anchor (s times it) on the source's, on
+  the first frame where both are found, so the reference keeps its own trajectory; ``frame``: the
+  anchor pinned in every frame.
+- joints under ``min_confidence`` or outside the frame are dropped.
 
-Writes ``offset/aligned.parquet``, ``offset/aligned_skeleton/`` and ``offset/offset.json``.
+A verdict checks the result (a plausible scale, most joints inside the frame, a common segment and
+anchor); a bad one stops the case with what is wrong and what to change, before any tuning. Writes
+``offset/aligned.parquet``, ``offset/aligned_skeleton/``, ``offset/meta.json`` and
+``offset/preview.png`` (source | reference | aligned skeleton over the source, a few frames).
 """
 
 from __future__ import annotations
@@ -26,96 +34,269 @@ import numpy as np
 from eym.atomic import atomic_path, write_json
 from eym.errors import InputError
 from eym.keypoints import read_keypoints, write_keypoints
-from eym.media import write_frames
-from eym.skeleton import ANCHORS, body_chain_length, bounding_boxes, draw_skeletons, visible
+from eym.media import read_frames, write_frames, write_image
+from eym.panels import overlay, side_by_side
+from eym.skeleton import ANCHORS, JOINTS, NUM_JOINTS, PARENT, bone_lengths, draw_skeletons, segment_lengths, visible
 
-from .common import OFFSET, POSE, log, section, stage_main
+from .common import FRAMES, OFFSET, POSE, log, section, stage_main
 
-PARAMS = ("anchor", "scale", "mode", "min_confidence")
+PARAMS = ("retarget", "anchor", "mode", "min_confidence", "min_visible_fraction", "preview_frames", "verdict")
+RETARGET = ("bones", "scale", "none")
+VERDICT = ("min_scale", "max_scale", "min_inside_fraction")
 
 
-def body_scale(source: np.ndarray, reference: np.ndarray, min_confidence: float) -> float:
-    """Median chain-length ratio; the median box-height ratio when no frame has a full chain."""
-    src, ref = body_chain_length(source, min_confidence), body_chain_length(reference, min_confidence)
-    if np.isfinite(src).any() and np.isfinite(ref).any():
-        return float(np.nanmedian(src) / np.nanmedian(ref))
-    src_h, ref_h = (np.diff(bounding_boxes(k, min_confidence)[:, 1::2], axis=1)[:, 0] for k in (source, reference))
-    if np.isfinite(src_h).any() and np.isfinite(ref_h).any():
-        return float(np.nanmedian(src_h) / np.nanmedian(ref_h))
-    raise InputError("skeleton offset: cannot measure the body size of the source or the reference")
+class Verdict(list):
+    """The problems found with an alignment, each with what to change; empty means good."""
+
+    @property
+    def ok(self) -> bool:
+        return not self
+
+
+def segment_scale(
+    source: np.ndarray, reference: np.ndarray, min_confidence: float, min_fraction: float
+) -> tuple[float, dict]:
+    """The median source/reference length ratio over the segments both show; NaN if there is none."""
+    src, ref = segment_lengths(source, min_confidence), segment_lengths(reference, min_confidence)
+    ratios = {}
+    for name in src:
+        enough = [np.isfinite(x).sum() >= max(1.0, min_fraction * len(x)) for x in (src[name], ref[name])]
+        if all(enough):
+            ratios[name] = float(np.nanmedian(src[name]) / np.nanmedian(ref[name]))
+    return (float(np.median(list(ratios.values()))) if ratios else float("nan")), ratios
+
+
+def choose_anchor(source: np.ndarray, reference: np.ndarray, anchor: str, min_confidence: float):
+    """(name, source points, reference points) of the first anchor both show, or (None, ...)."""
+    names = list(ANCHORS) if anchor == "auto" else [anchor]
+    for name in names:
+        src, ref = ANCHORS[name](source, min_confidence), ANCHORS[name](reference, min_confidence)
+        if np.isfinite(src).all(-1).any() and np.isfinite(ref).all(-1).any():
+            return name, src, ref
+    return None, None, None
+
+
+def floor_points(src_anchor: np.ndarray, ref_anchor: np.ndarray, ref_feet: np.ndarray, s: float) -> np.ndarray | None:
+    """Where the source's feet would be, from its anchor and the reference's most upright posture
+    (its largest anchor-to-feet drop) scaled by ``s``; None when the reference never shows both."""
+    drop = ref_feet - ref_anchor
+    ok = np.isfinite(drop).all(-1)
+    if not ok.any():
+        return None
+    upright = drop[np.where(ok)[0][np.argmax(drop[ok, 1])]]
+    return src_anchor + s * upright
+
+
+def translation(src_anchor: np.ndarray, ref_anchor: np.ndarray, s: float, mode: str) -> np.ndarray:
+    """(frames, 2) shifts that put s x the reference anchor on the source anchor."""
+    src_ok, ref_ok = np.isfinite(src_anchor).all(-1), np.isfinite(ref_anchor).all(-1)
+    both = np.where(src_ok & ref_ok)[0]
+    if mode == "frame" and len(both):
+        # Frames where an anchor is missing borrow the nearest frame's translation.
+        nearest = both[np.abs(np.arange(len(src_anchor))[:, None] - both[None]).argmin(1)]
+        return src_anchor[nearest] - s * ref_anchor[nearest]
+    # The first frame where both are found; else the first frame of each.
+    f_src, f_ref = (both[0], both[0]) if len(both) else (np.argmax(src_ok), np.argmax(ref_ok))
+    return np.broadcast_to(src_anchor[f_src] - s * ref_anchor[f_ref], (len(src_anchor), 2)).copy()
+
+
+def _tree_order() -> list[int]:
+    order, frontier = [], [1]
+    while frontier:
+        joint = frontier.pop(0)
+        order.append(joint)
+        frontier += [c for c, p in PARENT.items() if p == joint]
+    return order
+
+
+def rebuild_with_bones(reference: np.ndarray, bone_scale: np.ndarray, s: float, anchor, min_confidence: float):
+    """Each reference frame rebuilt from the neck outwards: bone vector x its bone's scale, then moved
+    so that its anchor sits where s x the reference anchor is. Joints whose parent is missing keep
+    the global scale ``s`` about the neck."""
+    vis = visible(reference, min_confidence)
+    out = reference.copy()
+    out[..., :2] = s * reference[..., :2]
+    order = _tree_order()[1:]
+    for f in range(len(reference)):
+        if not vis[f, 1]:
+            continue  # no neck to build from: the frame keeps the global scale
+        placed = {1}
+        for child in order:
+            parent = PARENT[child]
+            if vis[f, child] and parent in placed and vis[f, parent]:
+                out[f, child, :2] = out[f, parent, :2] + bone_scale[child] * (
+                    reference[f, child, :2] - reference[f, parent, :2]
+                )
+                placed.add(child)
+    if anchor is not None:
+        scaled = reference.copy()
+        scaled[..., :2] = s * reference[..., :2]
+        pin = ANCHORS[anchor](scaled, min_confidence) - ANCHORS[anchor](out, min_confidence)
+        out[..., :2] += np.nan_to_num(pin)[:, None, :]
+    return out
 
 
 def align(
     source: np.ndarray,
     reference: np.ndarray,
-    anchor: str = "feet",
-    scale: bool = True,
+    retarget: str = "bones",
+    anchor: str = "auto",
     mode: str = "video",
     min_confidence: float = 0.3,
     width: int | None = None,
     height: int | None = None,
+    min_visible_fraction: float = 0.25,
+    verdict: dict | None = None,
 ) -> tuple[np.ndarray, dict]:
-    """Reference keypoints moved onto the source person; returns them and the transform used."""
-    if anchor not in ANCHORS:
-        raise InputError(f"params: offset.anchor must be one of {sorted(ANCHORS)}, not {anchor!r}")
+    """Reference keypoints moved onto the source person; returns them and what was done (with a verdict)."""
+    if retarget not in RETARGET:
+        raise InputError(f"params: offset.retarget must be one of {list(RETARGET)}, not {retarget!r}")
+    if anchor != "auto" and anchor not in ANCHORS:
+        raise InputError(f"params: offset.anchor must be auto or one of {list(ANCHORS)}, not {anchor!r}")
     if mode not in ("video", "frame"):
         raise InputError(f"params: offset.mode must be video or frame, not {mode!r}")
     if len(source) != len(reference):
         raise InputError(f"skeleton offset: source has {len(source)} frames, reference {len(reference)}")
-    s = body_scale(source, reference, min_confidence) if scale else 1.0
-    src_anchor = ANCHORS[anchor](source, min_confidence)
-    ref_anchor = ANCHORS[anchor](reference, min_confidence)
-    both = np.isfinite(src_anchor).all(-1) & np.isfinite(ref_anchor).all(-1)
-    if not both.any():
-        raise InputError(f"skeleton offset: the {anchor} anchor is never found in both source and reference")
-    if mode == "video":
-        f0 = int(np.argmax(both))
-        shift = np.broadcast_to(src_anchor[f0] - s * ref_anchor[f0], (len(reference), 2))
+    limits = {"min_scale": 0.2, "max_scale": 5.0, "min_inside_fraction": 0.5, **(verdict or {})}
+    problems = Verdict()
+
+    s, ratios = segment_scale(source, reference, min_confidence, min_visible_fraction)
+    if not ratios:
+        problems.append(
+            "the source and the reference show no body segment in common, so their sizes cannot be compared: "
+            "check offset/preview.png and pose/ (was a person found?), or set offset.retarget: none"
+        )
+    if retarget == "none" or not ratios:
+        s = 1.0
+    elif not limits["min_scale"] <= s <= limits["max_scale"]:
+        problems.append(
+            f"the scale {s:.3g} is implausible (offset.verdict allows {limits['min_scale']}-{limits['max_scale']}): "
+            f"the segments measured disagree ({', '.join(f'{k} {v:.2f}' for k, v in ratios.items())}); check the "
+            "skeletons in offset/preview.png, or set offset.retarget: none"
+        )
+    name, src_anchor, ref_anchor = choose_anchor(source, reference, anchor, min_confidence)
+    if name is None:
+        wanted = "any anchor (feet, mid_hip, neck, shoulder_centre)" if anchor == "auto" else f"the {anchor} anchor"
+        problems.append(
+            f"{wanted} is never found in both the source and the reference, so the reference cannot be placed"
+            + ("; set offset.anchor: auto" if anchor != "auto" else ": is the same body part visible in both?")
+        )
+        src_anchor = ref_anchor = np.zeros((len(source), 2))  # no move: the preview still shows both
+    pin, floor = name, None
+    if name not in (None, "feet"):
+        # The source's feet are out of view: put the reference's feet on the floor the source would
+        # stand on, so that a reference crouching (or jumping) in its first frame is not moved up.
+        ref_feet = ANCHORS["feet"](reference, min_confidence)
+        floor = floor_points(src_anchor, ref_anchor, ref_feet, s)
+        if floor is not None:
+            src_anchor, ref_anchor, pin = floor, ref_feet, "feet"
+
+    bone_scale = np.full(NUM_JOINTS, s)
+    if retarget == "bones" and ratios:
+        src_bones, ref_bones = bone_lengths(source, min_confidence), bone_lengths(reference, min_confidence)
+        known = np.isfinite(src_bones) & np.isfinite(ref_bones) & (ref_bones > 0)
+        bone_scale[known] = src_bones[known] / ref_bones[known]
+        aligned = rebuild_with_bones(reference, bone_scale, s, pin, min_confidence)
     else:
-        # Frames where an anchor is missing borrow the nearest frame's translation.
-        good = np.where(both)[0]
-        nearest = good[np.abs(np.arange(len(reference))[:, None] - good[None]).argmin(1)]
-        shift = src_anchor[nearest] - s * ref_anchor[nearest]
-    aligned = reference.copy()
-    aligned[..., :2] = s * reference[..., :2] + shift[:, None, :]
+        aligned = reference.copy()
+        aligned[..., :2] = s * reference[..., :2]
+    shift = translation(src_anchor, ref_anchor, s, mode)
+    aligned[..., :2] += shift[:, None, :]
+
     keep = visible(reference, min_confidence)
+    shown = int(keep.sum())
     if width and height:
         x, y = aligned[..., 0], aligned[..., 1]
         keep &= (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
-    clipped = int((visible(reference, min_confidence) & ~keep).sum())
+    inside = float(keep.sum() / shown) if shown else 0.0
     aligned[~keep] = (np.nan, np.nan, 0.0)
+    if inside < limits["min_inside_fraction"]:
+        problems.append(
+            f"only {inside:.0%} of the reference's joints land inside the frame after alignment "
+            f"(offset.verdict.min_inside_fraction is {limits['min_inside_fraction']:.0%}): the edit would lose most "
+            f"of the body. Check offset/preview.png; try another anchor (offset.anchor, now {name}) or "
+            "offset.mode: frame"
+        )
     info = {
+        "retarget": retarget,
         "scale": s,
-        "translation": shift[0].tolist() if mode == "video" else shift.tolist(),
-        "anchor": anchor,
+        "segments": ratios,
+        "bone_scale": {JOINTS[c]: float(bone_scale[c]) for c in PARENT},
+        "anchor": name,
+        "anchor_requested": anchor,
+        "feet_estimated": floor is not None,
         "mode": mode,
-        "joints_outside_frame": clipped,
+        "translation": shift[0].tolist() if mode == "video" else shift.tolist(),
+        "joints_outside_frame": shown - int(keep.sum()),
+        "inside_fraction": inside,
+        "verdict": "good" if problems.ok else "bad",
+        "problems": list(problems),
     }
     return aligned, info
 
 
+def preview(case_dir: Path, source_kp, reference_kp, aligned, count: int, min_confidence: float) -> np.ndarray:
+    """A few frames: source with its skeleton | reference with its skeleton | aligned skeleton over the source."""
+    source = read_frames(case_dir / FRAMES / "source")
+    height, width = source.shape[1:3]
+    reference_dir = case_dir / FRAMES / "reference"
+    reference = read_frames(reference_dir) if reference_dir.is_dir() else np.zeros_like(source)
+    picks = np.unique(np.linspace(0, len(source) - 1, max(1, min(count, len(source)))).round().astype(int))
+    draw = lambda kp: draw_skeletons(kp[picks], height, width, min_confidence)  # noqa: E731
+    rows = side_by_side(
+        {
+            "source": overlay(source[picks], draw(source_kp)),
+            "reference": overlay(reference[picks], draw(reference_kp)),
+            "aligned on source": overlay(source[picks], draw(aligned)),
+        }
+    )
+    gap = np.full((4, rows.shape[2], 3), 255, np.uint8)
+    return np.concatenate([part for row in rows for part in (row, gap)][:-1])
+
+
 def run(case_dir: Path, params: dict) -> dict:
-    """Skeleton offset: the reference skeleton scaled and moved onto the source person."""
+    """Skeleton offset: the reference's motion retargeted onto the source person, with a verdict and a preview."""
     p = section(params, "offset", PARAMS)
     case_dir = Path(case_dir)
     source, meta = read_keypoints(case_dir / POSE / "source.parquet")
     reference, _ = read_keypoints(case_dir / POSE / "reference.parquet")
     width, height = int(meta["width"]), int(meta["height"])
+    threshold = float(p["min_confidence"])
     aligned, info = align(
-        source, reference, p["anchor"], bool(p["scale"]), p["mode"], float(p["min_confidence"]), width, height
+        source,
+        reference,
+        p["retarget"],
+        p["anchor"],
+        p["mode"],
+        threshold,
+        width,
+        height,
+        float(p["min_visible_fraction"]),
+        p["verdict"],
     )
     with atomic_path(case_dir / OFFSET) as out:
         out.mkdir()
         write_keypoints(out / "aligned.parquet", aligned, width, height, role="aligned_reference", **info)
-        write_frames(out / "aligned_skeleton", draw_skeletons(aligned, height, width, float(p["min_confidence"])))
-        write_json(out / "offset.json", info)
+        write_frames(out / "aligned_skeleton", draw_skeletons(aligned, height, width, threshold))
+        write_json(out / "meta.json", info)
+        picture = preview(case_dir, source, reference, aligned, int(p["preview_frames"]), threshold)
+        write_image(out / "preview.png", picture)
     log.info(
-        "offset: scale %.3f, anchor %s (%s mode), %d joints outside the frame dropped",
+        "offset: %s retargeting, scale %.3f from %s, anchor %s (%s mode), %.0f%% of the joints inside the frame: %s",
+        info["retarget"],
         info["scale"],
+        ", ".join(info["segments"]) or "no segment",
         info["anchor"],
         info["mode"],
-        info["joints_outside_frame"],
+        100 * info["inside_fraction"],
+        info["verdict"],
     )
+    if info["problems"]:
+        raise InputError(
+            f"{case_dir / OFFSET}: the retargeting looks wrong, so the case stops before any tuning: "
+            + "; and ".join(info["problems"])
+            + f" (preview: {case_dir / OFFSET / 'preview.png'})"
+        )
     return info
 
 

@@ -1,5 +1,7 @@
-"""Pose extraction: OpenPose-18 keypoints per frame for the source (from its masked frames, as the
-paper does) and the reference, plus their skeleton images for ControlNet.
+"""Pose extraction: OpenPose-18 keypoints per frame for the source and the reference, plus their
+skeleton images for ControlNet. The source's pose is found on its full frames by default, or on its
+background-masked frames as the paper does (``pose.source_frames: masked``): MediaPipe finds people
+seen from the waist or the knees up far more often in the full frames (docs/benchmarks.md).
 
 Backends: ``mediapipe`` (BlazePose mapped to OpenPose-18; offline, default), ``openpose``
 (controlnet_aux's body network) and ``dwpose`` (DWPose ONNX models). When a frame holds several
@@ -26,6 +28,7 @@ from .common import FRAMES, MASKS, POSE, log, section, stage_main
 
 PARAMS = (
     "backend",
+    "source_frames",
     "min_confidence",
     "max_missing_fraction",
     "interpolate_missing",
@@ -36,27 +39,33 @@ PARAMS = (
 )
 
 
-def detect(frames: np.ndarray, p: dict, what: str) -> tuple[np.ndarray, list[int]]:
-    """Keypoints (frames, 18, 3) of the largest person per frame, and the frames that had several."""
-    backend = p["backend"]
-    with Progress(len(frames), f"pose {what} ({backend})") as bar:
-        if backend == "mediapipe":
-            from eym.detect.mediapipe_backend import detect_poses
+class PoseDetector:
+    """The configured pose backend, its network loaded once and used for every clip."""
 
-            return detect_poses(frames, model_complexity=int(p["mediapipe_complexity"]), progress=bar.update), []
-        if backend == "openpose":
-            from eym.detect import openpose_backend
+    def __init__(self, p: dict):
+        self.p, self.backend = p, p["backend"]
+        if self.backend == "openpose":
+            from eym.detect import openpose_backend as module
 
-            detector = openpose_backend.open_detector(p["annotator"], bool(p["allow_download"]))
-            people = openpose_backend.detect_people(frames, detector, progress=bar.update)
-        elif backend == "dwpose":
-            from eym.detect import dwpose_backend
+            self.model = module.open_detector(p["annotator"], bool(p["allow_download"]))
+        elif self.backend == "dwpose":
+            from eym.detect import dwpose_backend as module
 
-            detector = dwpose_backend.open_detector(p["dwpose"], bool(p["allow_download"]))
-            people = dwpose_backend.detect_people(frames, detector, progress=bar.update)
-        else:
-            raise InputError(f"params: pose.backend must be mediapipe, openpose or dwpose, not {backend!r}")
-    return pick_largest(people, float(p["min_confidence"]))
+            self.model = module.open_detector(p["dwpose"], bool(p["allow_download"]))
+        elif self.backend != "mediapipe":
+            raise InputError(f"params: pose.backend must be mediapipe, openpose or dwpose, not {self.backend!r}")
+        self.module = None if self.backend == "mediapipe" else module
+
+    def __call__(self, frames: np.ndarray, what: str) -> tuple[np.ndarray, list[int]]:
+        """Keypoints (frames, 18, 3) of the largest person per frame, and the frames that had several."""
+        with Progress(len(frames), f"pose {what} ({self.backend})") as bar:
+            if self.module is None:
+                from eym.detect.mediapipe_backend import detect_poses
+
+                complexity = int(self.p["mediapipe_complexity"])
+                return detect_poses(frames, model_complexity=complexity, progress=bar.update), []
+            people = self.module.detect_people(frames, self.model, progress=bar.update)
+        return pick_largest(people, float(self.p["min_confidence"]))
 
 
 def pick_largest(people: list[list[np.ndarray]], min_confidence: float) -> tuple[np.ndarray, list[int]]:
@@ -96,18 +105,27 @@ def fill_gaps(kp: np.ndarray, min_confidence: float) -> tuple[np.ndarray, int]:
 
 
 def missing_frames(kp: np.ndarray, min_confidence: float) -> list[int]:
-    """Frames without a usable body: fewer than 4 of neck, shoulders and hips."""
+    """Frames without a usable body: fewer than 2 of neck, shoulders and hips (a person seen from the
+    waist up, or with the head cut off, still counts)."""
     core = [1, 2, 5, 8, 11]
-    return [int(f) for f in np.where(visible(kp, min_confidence)[:, core].sum(1) < 4)[0]]
+    return [int(f) for f in np.where(visible(kp, min_confidence)[:, core].sum(1) < 2)[0]]
 
 
 def _finish(kp: np.ndarray, several: list[int], p: dict, what: str, where: Path) -> tuple[np.ndarray, dict]:
     threshold = float(p["min_confidence"])
     missing = missing_frames(kp, threshold)
     if len(missing) > float(p["max_missing_fraction"]) * len(kp):
+        hint = ""
+        if p["backend"] == "mediapipe":
+            hint = (
+                ". MediaPipe's pose detector starts from the face: if the head is out of the frame, use "
+                "pose.backend: dwpose or openpose"
+            )
+            if p.get("source_frames") == "masked" and what == "source":
+                hint += "; it also finds people more often in the full frames (pose.source_frames: full)"
         raise InputError(
             f"{where}: no person found in {len(missing)} of {len(kp)} {what} frames (frames {missing}); "
-            f"pose.max_missing_fraction allows {float(p['max_missing_fraction']):.0%}"
+            f"pose.max_missing_fraction allows {float(p['max_missing_fraction']):.0%}{hint}"
         )
     if several:
         log.warning("pose: several people in %s frames %s: kept the largest", what, several)
@@ -117,19 +135,35 @@ def _finish(kp: np.ndarray, several: list[int], p: dict, what: str, where: Path)
     return kp, {"frames_without_person": missing, "frames_with_several_people": several, "joints_interpolated": filled}
 
 
+def never_seen_warnings(kp: np.ndarray, min_confidence: float, what: str) -> list[str]:
+    """A warning naming the joints missing in every frame (ControlNet will draw no limb for them)."""
+    from eym.skeleton import JOINTS
+
+    missing = [JOINTS[j] for j in np.where(~visible(kp, min_confidence).any(0))[0]]
+    if not missing:
+        return []
+    return [
+        f"the {what} never shows {len(missing)} of 18 joints ({', '.join(missing)}): the edit gets no "
+        "skeleton for them and is free to draw those limbs anywhere"
+    ]
+
+
 def run(case_dir: Path, params: dict) -> dict:
     """Pose extraction: source and reference keypoints and skeleton images."""
     p = section(params, "pose", PARAMS)
     case_dir = Path(case_dir)
-    masked_dir = case_dir / MASKS / "masked"
-    masked = read_frames(masked_dir)
-    height, width = masked.shape[1:3]
-    source, several = detect(masked, p, "source")
-    source, source_info = _finish(source, several, p, "source", masked_dir)
+    if p["source_frames"] not in ("full", "masked"):
+        raise InputError(f"params: pose.source_frames must be full or masked, not {p['source_frames']!r}")
+    source_dir = case_dir / (MASKS + "/masked" if p["source_frames"] == "masked" else FRAMES + "/source")
+    source_frames = read_frames(source_dir)
+    height, width = source_frames.shape[1:3]
+    detect = PoseDetector(p)
+    source, several = detect(source_frames, "source")
+    source, source_info = _finish(source, several, p, "source", source_dir)
 
     ref_frames_dir = case_dir / FRAMES / "reference"
     if ref_frames_dir.is_dir():
-        reference, several = detect(read_frames(ref_frames_dir), p, "reference")
+        reference, several = detect(read_frames(ref_frames_dir), "reference")
         reference, reference_info = _finish(reference, several, p, "reference", ref_frames_dir)
     else:
         reference, _ = read_keypoints(case_dir / FRAMES / "reference_keypoints.parquet")
@@ -141,7 +175,10 @@ def run(case_dir: Path, params: dict) -> dict:
         for role, kp in (("source", source), ("reference", reference)):
             write_keypoints(out / f"{role}.parquet", kp, width, height, role=role, backend=p["backend"])
             write_frames(out / f"{role}_skeleton", draw_skeletons(kp, height, width, threshold))
-        meta = {"backend": p["backend"], "source": source_info, "reference": reference_info}
+        warnings = never_seen_warnings(reference, threshold, "reference")
+        for warning in warnings:
+            log.warning("pose: %s", warning)
+        meta = {"backend": p["backend"], "source": source_info, "reference": reference_info, "warnings": warnings}
         write_json(out / "meta.json", meta)
     log.info(
         "pose (%s): %d frames, source joints found %.0f%%, reference %.0f%%",

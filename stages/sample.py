@@ -11,7 +11,6 @@ import json
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from safetensors.torch import load_file
@@ -19,8 +18,9 @@ from safetensors.torch import load_file
 from eym.atomic import atomic_path, write_json
 from eym.errors import InputError
 from eym.media import read_frames, write_frames, write_gif, write_video
+from eym.panels import side_by_side
 from eym_model.components import load_components
-from eym_model.diffusion import ddim_sample, decode_video, encode_prompts
+from eym_model.diffusion import ddim_sample, decode_video, encode_prompts, prompt_warnings
 
 from .common import FRAMES, INVERSION, OFFSET, POSE, SAMPLE, STAGE1, STAGE2, log, section, stage_main
 from .invert import LATENTS
@@ -34,22 +34,13 @@ def to_frames(video: torch.Tensor) -> np.ndarray:
     return ((video[0].permute(1, 2, 3, 0).float().clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
 
 
-def label(frame: np.ndarray, text: str) -> np.ndarray:
-    out = frame.copy()
-    scale = max(0.35, frame.shape[1] / 700)
-    cv2.putText(out, text, (6, int(22 * scale) + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 3, cv2.LINE_AA)
-    cv2.putText(out, text, (6, int(22 * scale) + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (20, 20, 20), 1, cv2.LINE_AA)
-    return out
+def inversion_steps(latents_file: Path) -> int | None:
+    """The DDIM step count the inversion stage recorded in its latents file (None for older files)."""
+    from safetensors import safe_open
 
-
-def comparison(panels: dict[str, np.ndarray]) -> np.ndarray:
-    """Side-by-side frames of equal size, each labelled."""
-    return np.stack(
-        [
-            np.concatenate([label(v[f], name) for name, v in panels.items()], axis=1)
-            for f in range(len(next(iter(panels.values()))))
-        ]
-    )
+    with safe_open(str(latents_file), "pt") as f:
+        steps = (f.metadata() or {}).get("steps")
+    return int(steps) if steps is not None else None
 
 
 def run(case_dir: Path, params: dict) -> dict:
@@ -61,6 +52,13 @@ def run(case_dir: Path, params: dict) -> dict:
     if not latents_file.is_file():
         raise InputError(f"{latents_file}: inverted latents not found (run the inversion stage first)")
     noise = load_file(str(latents_file))["noise"]
+    inverted_steps = inversion_steps(latents_file)
+    if inverted_steps is not None and inverted_steps != int(p["steps"]):
+        raise InputError(
+            f"{latents_file}: the noise was inverted with {inverted_steps} DDIM steps, but sampling.steps is "
+            f"{p['steps']}: sampling would start at the wrong timestep. Set sampling.steps and inversion.steps "
+            "to the same number"
+        )
     skeleton_frames = read_frames(case_dir / OFFSET / "aligned_skeleton")
     if len(skeleton_frames) != noise.shape[2]:
         raise InputError(
@@ -102,13 +100,16 @@ def run(case_dir: Path, params: dict) -> dict:
         "fps": fps,
         "size": [edited.shape[2], edited.shape[1]],
         **{k: p[k] for k in PARAMS},
+        "warnings": prompt_warnings(base.tokenizer, [prompt]),
     }
+    for warning in meta["warnings"]:
+        log.warning("sampling: %s", warning)
     with atomic_path(case_dir / SAMPLE) as out:
         out.mkdir()
         write_frames(out / "frames", edited)
         write_video(out / "edited.mp4", edited, fps)
         write_gif(out / "edited.gif", edited, fps)
-        write_video(out / "comparison.mp4", comparison(panels), fps)
+        write_video(out / "comparison.mp4", side_by_side(panels), fps)
         write_json(out / "meta.json", meta)
     log.info(
         "sampling: %d frames at %dx%d, %.1f fps -> %s",

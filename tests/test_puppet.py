@@ -8,14 +8,14 @@ import sys
 
 import cv2
 import numpy as np
-import pytest
 
 from eym.detect.mediapipe_backend import detect_poses, segment_people
 from eym.keypoints import read_keypoints
 from eym.manifest import read_manifest
 from eym.media import read_masks, read_video
+from eym.puppet.body import Proportions
 from eym.puppet.cases import CASE_INFO, GT_EDIT_VIDEO, KEYPOINTS, MASKS, SOURCE_VIDEO, make_case
-from eym.skeleton import body_chain_length, feet_centre, pck
+from eym.skeleton import J, feet_centre, pck
 
 
 def _case_arrays(folder):
@@ -44,18 +44,49 @@ def test_different_seeds_give_different_cases(tmp_path):
     assert not np.allclose(a["kp_source"], b["kp_source"])
 
 
-def test_ground_truth_edit_is_the_reference_motion_offset_to_the_source(puppet_case):
+def test_ground_truth_edit_is_the_source_body_performing_the_reference_motion(puppet_case):
     source, _ = read_keypoints(puppet_case / KEYPOINTS["source"])
     reference, _ = read_keypoints(puppet_case / KEYPOINTS["reference"])
     edit, _ = read_keypoints(puppet_case / KEYPOINTS["edit"])
-    # Reconstruct from keypoints alone: body-size ratio and frame-0 feet position.
-    scale = np.median(body_chain_length(source)) / np.median(body_chain_length(reference))
-    shift = feet_centre(source[0]) - scale * feet_centre(reference[0])
-    np.testing.assert_allclose(edit[..., :2], scale * reference[..., :2] + shift, atol=1e-3)
-    # The edit performs the reference motion: its pose relative to the feet follows the reference.
-    assert np.std(body_chain_length(edit)) < 1e-3 * np.mean(body_chain_length(edit))
+    # The feet of frame 0 land on the source's.
+    np.testing.assert_allclose(feet_centre(edit[0]), feet_centre(source[0]), atol=1e-3)
+    limbs = [
+        (J["right_shoulder"], J["right_elbow"]),
+        (J["left_elbow"], J["left_wrist"]),
+        (J["right_hip"], J["right_knee"]),
+        (J["left_knee"], J["left_ankle"]),
+    ]
+    for a, b in limbs:
+        # The source's own limb lengths (rigid: the same in every frame) ...
+        np.testing.assert_allclose(_length(edit, a, b), _length(source, a, b).mean(), rtol=1e-4)
+        # ... pointing where the reference's limbs point.
+        np.testing.assert_allclose(_direction(edit, a, b), _direction(reference, a, b), atol=1e-4)
     info = json.loads((puppet_case / CASE_INFO).read_text())
-    assert info["edit_transform"]["scale"] == pytest.approx(scale, rel=1e-5)
+    assert info["edit_transform"]["anchor"] == "feet"
+
+
+def _length(kp, a, b):
+    return np.linalg.norm(kp[:, b, :2] - kp[:, a, :2], axis=-1)
+
+
+def _direction(kp, a, b):
+    return (kp[:, b, :2] - kp[:, a, :2]) / _length(kp, a, b)[:, None]
+
+
+def test_partial_views_and_other_bodies(tmp_path):
+    full = make_case(tmp_path / "full", seed=9, size=128, num_frames=2, reference_body="child")
+    crop = make_case(
+        tmp_path / "crop", seed=9, size=128, num_frames=2, reference_body="child", source_view="upper_body"
+    )
+    assert full["reference"]["body_type"] == "child" and crop["source_view"] == "upper_body"
+    kp, _ = read_keypoints(tmp_path / "crop" / KEYPOINTS["source"])
+    legs = [J[n] for n in ("right_knee", "left_knee", "right_ankle", "left_ankle")]
+    assert np.isnan(kp[:, legs, 0]).all() and np.isfinite(kp[:, J["neck"], 0]).all()  # legs out of the view
+    video = read_video(tmp_path / "crop" / SOURCE_VIDEO)
+    assert video.shape == (2, 128, 128, 3)
+    child = Proportions.sample(np.random.default_rng(0), "child")
+    adult = Proportions.sample(np.random.default_rng(0))
+    assert child.thigh < 0.85 * adult.thigh and child.neck_to_nose > 1.3 * adult.neck_to_nose
 
 
 def test_ground_truth_edit_keeps_the_source_background(puppet_case):

@@ -12,7 +12,7 @@ from conftest import make_case_dir, repo_params, write_params
 
 from eym.errors import InputError, MissingWeightsError
 from eym.keypoints import read_keypoints, write_keypoints
-from eym.media import read_frames, read_masks, read_video, write_video
+from eym.media import read_frames, read_image, read_masks, read_video, write_video
 from eym.puppet.cases import KEYPOINTS, MASKS
 from eym.skeleton import draw_skeletons, feet_centre, mid_hip, pck
 from stages import frames, offset, segment
@@ -305,14 +305,17 @@ def test_offset_frame_mode_pins_every_frame_and_drops_joints_outside():
     source = _skeleton(frames=3)
     source[1, :, 0] += 15  # the source walks right on frame 1
     reference = _skeleton(frames=3, shift=(0, 0))
-    aligned, info = offset.align(source, reference, mode="frame", scale=False)
+    aligned, info = offset.align(source, reference, retarget="none", mode="frame")
     np.testing.assert_allclose(feet_centre(aligned), feet_centre(source), atol=1e-4)
-    far, info = offset.align(_skeleton(shift=(-95, 0)), reference, scale=False, width=200, height=200)
+    far, info = offset.align(_skeleton(shift=(-95, 0)), reference, retarget="none", width=200, height=200)
     assert info["joints_outside_frame"] > 0 and np.isnan(far[..., 0]).any()
 
 
 def test_offset_stage_reproduces_the_ground_truth_edit(tmp_path, puppet_256):
-    case = tmp_path / "case"
+    """From exact keypoints, bones retargeting gives the ground truth: the source's body doing the
+    reference's motion (to a pixel or two: a body's proportions also change its joint angles a little)."""
+    case = make_case_dir(tmp_path / "case", puppet_256 / "source.mp4", puppet_256 / "reference.mp4")
+    frames.run(case, repo_params(frames={"width": 256, "height": 256, "count": 24, "stride": 1}))
     (case / "pose").mkdir(parents=True)
     for role in ("source", "reference"):
         kp, meta = read_keypoints(puppet_256 / KEYPOINTS[role])
@@ -322,6 +325,8 @@ def test_offset_stage_reproduces_the_ground_truth_edit(tmp_path, puppet_256):
     truth, _ = read_keypoints(puppet_256 / KEYPOINTS["edit"])
     inside = np.isfinite(aligned[..., 0])
     assert inside.mean() > 0.95
-    np.testing.assert_allclose(aligned[inside][:, :2], truth[inside][:, :2], atol=1e-3)
+    error = np.linalg.norm(aligned[inside][:, :2] - truth[inside][:, :2], axis=-1)
+    assert np.median(error) < 1.0 and error.max() < 4.0
     skeleton = read_frames(case / "offset" / "aligned_skeleton")
     np.testing.assert_array_equal(skeleton, draw_skeletons(aligned, 256, 256))
+    assert read_image(case / "offset" / "preview.png").shape == (4 * 256 + 3 * 4, 3 * 256, 3)

@@ -10,8 +10,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..manifest import Case, write_manifest
-from .cases import GT_EDIT_VIDEO, REFERENCE_VIDEO, SOURCE_IMAGE, SOURCE_VIDEO, make_case
+from .body import BODY_TYPES
+from .cases import GT_EDIT_VIDEO, REFERENCE_VIDEO, SOURCE_IMAGE, SOURCE_VIDEO, VIEWS, make_case
 from .motions import MOTIONS
+from .seeds import check_seed
 
 
 def case_id(index: int) -> str:
@@ -35,6 +37,8 @@ def make_benchmark(
     first source frame as a single-image source. Motions cycle so that every pair is covered.
     """
     out = Path(out_dir)
+    for first_or_last in (seed * 100003, seed * 100003 + num_cases - 1):
+        check_seed(first_or_last, "evaluation")
     names = sorted(MOTIONS)
     jobs = []
     for i in range(num_cases):
@@ -75,6 +79,10 @@ def main(argv=None) -> int:
     one.add_argument("--seed", type=int, default=0)
     one.add_argument("--source-motion", choices=sorted(MOTIONS))
     one.add_argument("--reference-motion", choices=sorted(MOTIONS))
+    one.add_argument("--reference-body", choices=sorted(BODY_TYPES), default="adult", help="the reference's body type")
+    one.add_argument(
+        "--source-view", choices=sorted(VIEWS), default="full", help="a partial view of the source (and ground truth)"
+    )
     many = sub.add_parser("benchmark", help="N cases and their manifest.yaml")
     many.add_argument("--out", required=True, type=Path, help="folder for the cases and manifest.yaml")
     many.add_argument("--cases", type=int, default=80)
@@ -92,7 +100,15 @@ def main(argv=None) -> int:
         parser.error("--size must be a multiple of 8")
     if args.command == "case":
         info = make_case(
-            args.out, args.seed, args.size, args.frames, args.fps, args.source_motion, args.reference_motion
+            args.out,
+            args.seed,
+            args.size,
+            args.frames,
+            args.fps,
+            args.source_motion,
+            args.reference_motion,
+            args.reference_body,
+            args.source_view,
         )
         print(f"wrote {args.out} ({info['source']['motion']['name']} -> {info['reference']['motion']['name']})")
     else:

@@ -1,9 +1,8 @@
 """Puppet bodies: proportions, poses and the 2-D forward kinematics that turn them into keypoints.
 
-A puppet is a planar articulated figure facing the camera. Segments are rigid, so the body chain
-length (nose-neck + neck-hips + thigh + shin) is the same in every pose: the ground truth for
-skeleton scaling. Angles are radians; limb angles are measured from hanging straight down,
-positive outward (away from the body's centre line).
+A puppet is a planar articulated figure facing the camera. Segments are rigid, so every limb has
+the same length in every pose: the ground truth for retargeting. Angles are radians; limb angles
+are measured from hanging straight down, positive outward (away from the body's centre line).
 """
 
 from __future__ import annotations
@@ -32,18 +31,32 @@ class Proportions:
     hip_half_width: float = 0.06
 
     @staticmethod
-    def sample(rng: np.random.Generator) -> "Proportions":
-        base = Proportions()
-        return Proportions(**{f.name: getattr(base, f.name) * rng.uniform(0.92, 1.08) for f in fields(base)})
+    def sample(rng: np.random.Generator, body: str = "adult") -> "Proportions":
+        """Each segment within 8 % of the average adult's, times the multipliers of ``body`` (BODY_TYPES)."""
+        if body not in BODY_TYPES:
+            raise ValueError(f"unknown body type {body!r}; choose from {sorted(BODY_TYPES)}")
+        base, factors = Proportions(), BODY_TYPES[body]
+        return Proportions(
+            **{f.name: getattr(base, f.name) * rng.uniform(0.92, 1.08) * factors.get(f.name, 1.0) for f in fields(base)}
+        )
 
-    @property
-    def standing_height(self) -> float:
-        return self.ankle_height + self.shin + self.thigh + self.torso + self.neck_to_nose + self.nose_to_crown
 
-    @property
-    def chain_length(self) -> float:
-        """Nose-neck + neck-hips + thigh + shin (see eym.skeleton.body_chain_length)."""
-        return self.neck_to_nose + self.torso + self.thigh + self.shin
+# Body types with deliberately different proportions (multipliers of the adult segments), to test
+# retargeting between people whose bodies differ more than one scale can express.
+BODY_TYPES = {
+    "adult": {},
+    "child": {
+        "neck_to_nose": 1.35,
+        "nose_to_crown": 1.35,
+        "torso": 0.9,
+        "thigh": 0.78,
+        "shin": 0.78,
+        "upper_arm": 0.82,
+        "forearm": 0.82,
+        "shoulder_half_width": 0.85,
+    },
+    "long_limbed": {"thigh": 1.18, "shin": 1.18, "upper_arm": 1.15, "forearm": 1.15, "torso": 0.92},
+}
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """Puppet cases: a source clip, a reference clip, and the ground-truth motion edit, from one seed.
 
-Source: character A on background B performing motion M1. Reference: character C on background D
-performing M2. Ground truth: A on B performing M2, with C's skeleton scaled by A's/C's body chain
-length and moved so that the feet (bottom-centre of the ankles) of frame 0 coincide with A's: the
-skeleton offset that ``stages.offset`` reconstructs from detected keypoints.
+Source: character A on background B performing motion M1. Reference: character C (of any body
+type) on background D performing M2. Ground truth: A on B performing M2: A's own body (its bone
+lengths) with C's joint angles and C's trajectory in units of body height, moved so that the feet
+(bottom-centre of the ankles) of frame 0 coincide with A's. That is what ``stages.offset``
+reconstructs from detected keypoints. The source (and the ground truth, filmed by the same camera)
+may be a partial view: upper body, knees up, or the head cut off.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ..skeleton import feet_centre
 from .body import Placement, Proportions, pose_keypoints
 from .motions import MOTIONS, MotionSpec
 from .render import Appearance, draw_puppet, make_background
+from .seeds import check_seed
 
 # Files of a case folder, relative to it.
 SOURCE_VIDEO, SOURCE_IMAGE, REFERENCE_VIDEO = "source.mp4", "source.png", "reference.mp4"
@@ -42,27 +45,23 @@ class Actor:
     motion: MotionSpec
 
     @staticmethod
-    def sample(rng: np.random.Generator, motion: str) -> "Actor":
+    def sample(rng: np.random.Generator, motion: str, body: str = "adult") -> "Actor":
         place = Placement(
             x=float(rng.uniform(0.34, 0.66)),
             ground=float(rng.uniform(0.9, 0.96)),
             height=float(rng.uniform(0.55, 0.68)),
         )
-        return Actor(Appearance.sample(rng), Proportions.sample(rng), place, MotionSpec.sample(rng, motion))
+        return Actor(Appearance.sample(rng), Proportions.sample(rng, body), place, MotionSpec.sample(rng, motion))
 
-    def keypoints(self, num_frames: int, fps: float, width: int, height: int) -> np.ndarray:
+    def keypoints(self, num_frames: int, fps: float, size: int, motion: MotionSpec | None = None) -> np.ndarray:
+        """Keypoints of this body (in its place) performing its own motion, or ``motion``."""
+        motion = motion or self.motion
         return np.stack(
-            [
-                pose_keypoints(self.motion.pose_at(f / fps), self.body, self.place, width, height)
-                for f in range(num_frames)
-            ]
+            [pose_keypoints(motion.pose_at(f / fps), self.body, self.place, size, size) for f in range(num_frames)]
         ).astype(np.float32)
 
     def height_px(self, frame_height: int) -> float:
         return self.place.height * frame_height
-
-    def chain_length_px(self, frame_height: int) -> float:
-        return self.body.chain_length * self.height_px(frame_height)
 
     def to_dict(self) -> dict:
         return {
@@ -79,11 +78,58 @@ def render(actor: Actor, kp: np.ndarray, background: np.ndarray) -> tuple[np.nda
     return np.stack([d[0] for d in drawn]), np.stack([d[1] for d in drawn])
 
 
-def offset_onto(reference_kp: np.ndarray, scale: float, source_anchor: np.ndarray) -> np.ndarray:
-    """Scale reference keypoints about the origin and move the frame-0 feet onto source_anchor."""
-    out = reference_kp.copy()
-    out[..., :2] = scale * reference_kp[..., :2] + (source_anchor - scale * feet_centre(reference_kp[0]))
-    return out
+def describe_scene(look: Appearance, motion: str, wall: str) -> str:
+    """The prompt of a puppet clip, in the benchmark's style."""
+    return f"{look.describe()} {MOTIONS[motion][2]} in front of a {wall} wall"
+
+
+def edit_keypoints(source: Actor, reference: Actor, num_frames: int, fps: float, size: int, anchor0) -> np.ndarray:
+    """The ground-truth edit: the source's body, in its place, performing the reference's motion (its
+    joint angles, and its trajectory in units of body height), moved so that the feet of frame 0 land
+    on ``anchor0`` (the source's feet on its frame 0)."""
+    kp = source.keypoints(num_frames, fps, size, motion=reference.motion)
+    kp[..., :2] += anchor0 - feet_centre(kp[0])
+    return kp
+
+
+# Camera views of the source (and of the ground-truth edit, filmed by the same camera): a square crop
+# around the source person, as (top, bottom) in units of standing height above the ground line.
+VIEWS = {
+    "full": None,
+    "upper_body": (1.08, 0.4),  # crown to just below the hips: legs out of the frame
+    "knees_up": (1.08, 0.22),
+    "no_head": (0.8, -0.03),  # from the shoulders down: the head cut off
+}
+
+
+def view_box(place: Placement, view: str) -> tuple[float, float, float] | None:
+    """(left, top, side) of the view's crop as fractions of the full frame, or None for the full frame."""
+    if view not in VIEWS:
+        raise ValueError(f"unknown view {view!r}; choose from {sorted(VIEWS)}")
+    if VIEWS[view] is None:
+        return None
+    above, below = VIEWS[view]
+    top = place.ground - above * place.height
+    side = min(1.0, (above - below) * place.height)
+    top = float(np.clip(top, 0.0, 1.0 - side))
+    left = float(np.clip(place.x - side / 2, 0.0, 1.0 - side))
+    return left, top, side
+
+
+def crop_view(frames, masks, keypoints, box, size: int):
+    """The crop ``box`` of frames rendered at size / side: size x size pixels; joints outside it are dropped."""
+    if box is None:
+        return frames, masks, keypoints
+    left, top, side = box
+    render_size = frames.shape[1]
+    x0 = min(int(round(left * render_size)), render_size - size)
+    y0 = min(int(round(top * render_size)), render_size - size)
+    kp = keypoints.copy()
+    kp[..., 0] -= x0
+    kp[..., 1] -= y0
+    outside = (kp[..., 0] < 0) | (kp[..., 0] > size - 1) | (kp[..., 1] < 0) | (kp[..., 1] > size - 1)
+    kp[outside] = (np.nan, np.nan, 0.0)
+    return frames[:, y0 : y0 + size, x0 : x0 + size], masks[:, y0 : y0 + size, x0 : x0 + size], kp
 
 
 def choose_motions(rng: np.random.Generator, source_motion: str | None, reference_motion: str | None):
@@ -104,24 +150,34 @@ def make_case(
     fps: float = 12.0,
     source_motion: str | None = None,
     reference_motion: str | None = None,
+    reference_body: str = "adult",
+    source_view: str = "full",
 ) -> dict:
-    """Generate one case into ``out_dir`` and return its description (also written to case.json)."""
+    """Generate one case into ``out_dir`` and return its description (also written to case.json).
+
+    ``reference_body``: the reference character's body type (eym.puppet.body.BODY_TYPES);
+    ``source_view``: a partial view of the source (and of the ground-truth edit), see VIEWS.
+    """
     out = Path(out_dir)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed, "evaluation"))
     m1, m2 = choose_motions(rng, source_motion, reference_motion)
-    source, reference = Actor.sample(rng, m1), Actor.sample(rng, m2)
-    bg_source, wall_source = make_background(rng, size, size, source.place.ground)
+    source, reference = Actor.sample(rng, m1), Actor.sample(rng, m2, reference_body)
+    box = view_box(source.place, source_view)
+    # A partial view is rendered at the size that makes its crop size x size pixels: no upscaling.
+    source_size = size if box is None else int(np.ceil(size / box[2]))
+    bg_source, wall_source = make_background(rng, source_size, source_size, source.place.ground)
     bg_reference, _ = make_background(rng, size, size, reference.place.ground)
 
-    kp_source = source.keypoints(num_frames, fps, size, size)
-    kp_reference = reference.keypoints(num_frames, fps, size, size)
-    scale = source.chain_length_px(size) / reference.chain_length_px(size)
+    kp_source = source.keypoints(num_frames, fps, source_size)
+    kp_reference = reference.keypoints(num_frames, fps, size)
     source_feet0 = feet_centre(kp_source[0])
-    kp_edit = offset_onto(kp_reference, scale, source_feet0)
+    kp_edit = edit_keypoints(source, reference, num_frames, fps, source_size, source_feet0)
 
     frames_source, masks_source = render(source, kp_source, bg_source)
     frames_reference, masks_reference = render(reference, kp_reference, bg_reference)
     frames_edit, masks_edit = render(source, kp_edit, bg_source)
+    frames_source, masks_source, kp_source = crop_view(frames_source, masks_source, kp_source, box, size)
+    frames_edit, masks_edit, kp_edit = crop_view(frames_edit, masks_edit, kp_edit, box, size)
 
     write_video(out / SOURCE_VIDEO, frames_source, fps)
     write_image(out / SOURCE_IMAGE, frames_source[0])
@@ -135,16 +191,22 @@ def make_case(
         write_keypoints(out / KEYPOINTS[role], kp, size, size, fps=fps, role=role, seed=seed)
         write_frames(out / MASKS[role], masks)
 
-    prompt = f"{source.look.describe()} {MOTIONS[m2][2]} in front of a {wall_source} wall"
+    crop = [0, 0] if box is None else [min(round(b * source_size), source_size - size) for b in box[:2]]
     info = {
         "seed": seed,
         "size": size,
         "num_frames": num_frames,
         "fps": fps,
-        "prompt": prompt,
+        "prompt": describe_scene(source.look, m2, wall_source),
         "source": source.to_dict(),
-        "reference": reference.to_dict(),
-        "edit_transform": {"scale": float(scale), "anchor": "feet", "source_anchor": source_feet0.tolist()},
+        "reference": {**reference.to_dict(), "body_type": reference_body},
+        "source_view": source_view,
+        "edit_transform": {
+            "method": "the source's body performing the reference's motion, frame-0 feet on the source's",
+            "trajectory_scale": source.place.height / reference.place.height,
+            "anchor": "feet",
+            "source_anchor": (source_feet0 - np.array(crop)).tolist(),
+        },
     }
     write_json(out / CASE_INFO, info)
     return info
