@@ -51,6 +51,23 @@ def encode_prompts(tokenizer, text_encoder, prompts: list[str]) -> torch.Tensor:
     return text_encoder(ids.to(text_encoder.device))[0]
 
 
+def prompt_warnings(tokenizer, prompts: list[str]) -> list[str]:
+    """Warnings for prompts longer than the text encoder reads (they are cut, silently otherwise)."""
+    out = []
+    for prompt in prompts:
+        count = len(tokenizer(prompt, truncation=False).input_ids)
+        if count > tokenizer.model_max_length:
+            kept = tokenizer.decode(
+                tokenizer(prompt, truncation=True, max_length=tokenizer.model_max_length).input_ids,
+                skip_special_tokens=True,
+            )
+            out.append(
+                f"the prompt has {count} tokens, but the text encoder reads {tokenizer.model_max_length}: everything "
+                f"after '...{kept[-40:]}' is ignored"
+            )
+    return out
+
+
 def training_loss(
     model,
     noise_scheduler,

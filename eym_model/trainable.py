@@ -18,11 +18,12 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-
-import torch
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING
 
 from eym.atomic import atomic_path
+
+if TYPE_CHECKING:  # torch is imported where it is used: the parameter check needs the group names only
+    import torch
 
 _PROJECTIONS = r"(to_q|to_k|to_v|to_out\.0)"
 NAMED_GROUPS = {
@@ -76,6 +77,8 @@ def save_trainable(
     metadata: dict | None = None,
 ) -> None:
     """Write the parameters of ``groups`` (and nothing else) to a safetensors file, atomically."""
+    from safetensors.torch import save_file
+
     tensors = {n: p.detach().to("cpu", dtype or p.dtype).contiguous() for n, p in select(model, groups).items()}
     info = {"groups": json.dumps(groups), **{k: json.dumps(v) for k, v in (metadata or {}).items()}}
     with atomic_path(path) as tmp:
@@ -84,6 +87,9 @@ def save_trainable(
 
 def load_trainable(model: torch.nn.Module, path: str | Path) -> list[str]:
     """Load a file written by save_trainable into ``model``; returns the names loaded."""
+    import torch
+    from safetensors.torch import load_file
+
     from eym.errors import InputError
 
     path = Path(path)
@@ -111,6 +117,8 @@ def make_optimizer(
     params, lr: float, weight_decay: float = 1e-2, betas=(0.9, 0.999), eps: float = 1e-8, use_8bit: bool = False
 ) -> torch.optim.Optimizer:
     """AdamW, or bitsandbytes' 8-bit AdamW when asked for and installed."""
+    import torch
+
     params = list(params)
     if use_8bit:
         try:

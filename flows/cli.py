@@ -1,5 +1,6 @@
 """eym-edit: edit a video from the command line, run a batch, or serve the flows as deployments.
 
+    eym-edit preview --source me.mp4 --reference dance.mp4                          # check the retargeting
     eym-edit run --source me.mp4 --reference dance.mp4 --prompt "a man dancing"   # one edit
     eym-edit batch data/benchmark/manifest.yaml --report reports/benchmark           # many
     eym-edit case data/cases/puppet-000                                              # rerun a case
@@ -39,30 +40,27 @@ def parse_value(text: str):
         return text
 
 
-def overrides_from(args) -> dict:
-    """Nested params from --params files, --set KEY=VALUE pairs and the weight options (in that order)."""
-    from eym.manifest import resolve_path_params
-    from stages.common import deep_merge
+def override_layers(args) -> list[tuple[str, dict]]:
+    """The parameter overrides of the command line, each with where it came from: --params files,
+    --set KEY=VALUE pairs and the weight and detector options (merged in that order)."""
+    from eym.errors import InputError
+    from eym.parameters import read_layer
 
-    params: dict = {}
-    for file in getattr(args, "params", None) or []:
-        if not Path(file).is_file():
-            raise SystemExit(f"eym-edit: parameter file {file} not found")
-        values = yaml.safe_load(Path(file).read_text()) or {}
-        params = deep_merge(params, resolve_path_params(values, Path(file).resolve().parent))
+    layers = [(str(file), read_layer(file)) for file in getattr(args, "params", None) or []]
 
-    def put(dotted: str, value):
-        node = params
+    def put(tree: dict, dotted: str, value):
         *parents, last = dotted.split(".")
         for key in parents:
-            node = node.setdefault(key, {})
-        node[last] = value
+            tree = tree.setdefault(key, {})
+        tree[last] = value
 
-    for item in args.set or []:
+    sets: dict = {}
+    for item in getattr(args, "set", None) or []:
         if "=" not in item:
-            raise SystemExit(f"eym-edit: --set needs KEY=VALUE (e.g. stage1.steps=200), got {item!r}")
+            raise InputError(f"eym-edit: --set needs KEY=VALUE (e.g. stage1.steps=200), got {item!r}")
         key, value = item.split("=", 1)
-        put(key.strip(), parse_value(value))
+        put(sets, key.strip(), parse_value(value))
+    options: dict = {}
     for option, dotted in (
         ("base_model", "model.base"),
         ("controlnet", "model.controlnet"),
@@ -71,7 +69,19 @@ def overrides_from(args) -> dict:
         ("segmentation_backend", "segmentation.backend"),
     ):
         if getattr(args, option, None):
-            put(dotted, getattr(args, option))
+            put(options, dotted, getattr(args, option))
+    return layers + [
+        (name, values) for name, values in (("--set", sets), ("the command-line options", options)) if values
+    ]
+
+
+def overrides_from(args) -> dict:
+    """The command line's parameter overrides, merged (see override_layers)."""
+    from eym.parameters import deep_merge
+
+    params: dict = {}
+    for _, values in override_layers(args):
+        params = deep_merge(params, values)
     return params
 
 
@@ -82,12 +92,17 @@ def _absolute(params: dict) -> dict:
 
 
 def add_to_manifest(manifest: Path, row: dict) -> None:
-    """Append (or replace, by id) a row of the user's manifest."""
+    """Append (or replace, by id) a row of the user's manifest, under a file lock: several eym-edit
+    processes may add rows at the same moment."""
+    import fcntl
+
     from eym.atomic import write_text
 
-    data = yaml.safe_load(manifest.read_text()) if manifest.is_file() else None
-    rows = [r for r in (data or {}).get("cases", []) if r.get("id") != row["id"]]
-    write_text(manifest, yaml.safe_dump({"cases": rows + [row]}, sort_keys=False, width=120))
+    with open(manifest.with_name(f".{manifest.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = yaml.safe_load(manifest.read_text()) if manifest.is_file() else None
+        rows = [r for r in (data or {}).get("cases", []) if r.get("id") != row["id"]]
+        write_text(manifest, yaml.safe_dump({"cases": rows + [row]}, sort_keys=False, width=120))
 
 
 def default_id(source: Path, reference: Path) -> str:
@@ -101,17 +116,15 @@ def print_outputs(case_dir: Path) -> None:
         print(f"  {label:<13} {path}{'' if path.exists() else '  (missing)'}")
 
 
-def cmd_run(args) -> int:
-    from eym.errors import EYMError
+def create_case_from(args) -> Path:
+    """The case folder (and manifest row) for --source/--reference and the parameter options."""
     from eym.manifest import parse_row
+    from eym.parameters import read_layer
     from flows.cases import create_case
     from flows.pipeline import repo_root
+    from flows.preflight import preflight
 
-    try:
-        workspace = repo_root(args.workspace)
-    except EYMError as exc:
-        print(f"eym-edit: {exc}", file=sys.stderr)
-        return 2
+    workspace = repo_root(args.workspace)
     source, reference = Path(args.source).resolve(), Path(args.reference).resolve()
     case_id = args.id or default_id(source, reference)
     manifest = (args.manifest or workspace / "data" / "manifest.yaml").resolve()
@@ -121,70 +134,167 @@ def cmd_run(args) -> int:
         "reference": os.path.relpath(reference, manifest.parent),
         "prompt": args.prompt,
     }
-    if args.ground_truth:
+    if getattr(args, "ground_truth", None):
         row["ground_truth"] = os.path.relpath(Path(args.ground_truth).resolve(), manifest.parent)
+    layers = [(name, _absolute(values)) for name, values in override_layers(args)]
     params = _absolute(overrides_from(args))
     if params:
         row["params"] = params
-    try:
-        manifest.parent.mkdir(parents=True, exist_ok=True)
-        case = parse_row(row, manifest.parent, "eym-edit")  # a bad row never reaches the manifest
-        add_to_manifest(manifest, row)
-        case_dir = create_case(case, workspace / args.cases_root, workspace)
-    except EYMError as exc:
-        print(exc if str(exc).startswith("eym-edit") else f"eym-edit: {exc}", file=sys.stderr)
-        return 2
+    case = parse_row(row, manifest.parent, "eym-edit")  # a bad row never reaches the manifest
+    repo_params = workspace / "params.yaml"
+    preflight([(str(repo_params), read_layer(repo_params)), *layers])
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    add_to_manifest(manifest, row)
+    case_dir = create_case(case, workspace / args.cases_root, workspace)
     print(f"case {case_id}: {case_dir} (manifest row in {manifest})")
+    return case_dir
+
+
+def _fail(exc) -> int:
+    print(exc if str(exc).startswith("eym-edit") else f"eym-edit: {exc}", file=sys.stderr)
+    return 2
+
+
+def cmd_run(args) -> int:
+    from eym.errors import EYMError
+
+    try:
+        case_dir = create_case_from(args)
+    except EYMError as exc:
+        return _fail(exc)
     return _run_case(case_dir, args)
 
 
-def _run_case(case_dir: Path, args) -> int:
-    from flows.pipeline import edit_case
+PREVIEW_STAGES = ("frames", "segment", "pose", "offset")
 
-    state = edit_case(str(case_dir), retries=args.retries, gpu_slots=args.gpus, return_state=True)
+
+def cmd_preview(args) -> int:
+    """Frames, segmentation, pose and retargeting only: the preview image and the verdict, in seconds."""
+    import json
+
+    from eym.errors import EYMError
+    from flows.pipeline import dvc_repro, stage_error
+    from flows.runtime import case_locks, run_supervised
+
+    try:
+        case_dir = create_case_from(args)
+    except EYMError as exc:
+        return _fail(exc)
+    for stage in PREVIEW_STAGES:
+        try:
+            with case_locks([case_dir]):
+                code, status, lines = run_supervised(dvc_repro, case_dir, stage)
+        except EYMError as exc:
+            return _fail(exc)
+        if interrupted_exit():
+            print(f"eym-edit: preview interrupted during {stage}", file=sys.stderr)
+            return interrupted_exit()
+        print(f"  {stage}: {'up to date' if status == 'cached' else 'done'}" if code == 0 else f"  {stage}: failed")
+        if code != 0 and stage != "offset":
+            print(f"eym-edit: {stage_error(stage, lines)}", file=sys.stderr)
+            return 1
+    meta_file = case_dir / "offset" / "meta.json"
+    failure = {"verdict": "bad", "problems": [stage_error("offset", lines)]}
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else failure
+    print(f"\npreview: {case_dir / 'offset' / 'preview.png'}\ncase folder: {case_dir}")
+    if meta["verdict"] == "good":
+        print(
+            f"verdict: good ({meta['retarget']} retargeting, scale {meta['scale']:.3f} from "
+            f"{', '.join(meta['segments'])}; anchor {meta['anchor']}; {meta['inside_fraction']:.0%} of the joints "
+            f"inside the frame)"
+        )
+        return 0
+    print("verdict: bad")
+    for problem in meta.get("problems", []):
+        print(f"  - {problem}")
+    return 1
+
+
+def _run_case(case_dir: Path, args) -> int:
+    from eym.errors import EYMError
+    from flows.pipeline import edit_case
+    from flows.runtime import case_locks, prefect_api, run_supervised
+
+    def flow():
+        with prefect_api():
+            return edit_case(str(case_dir), retries=args.retries, gpu_slots=args.gpus, return_state=True)
+
+    try:
+        with case_locks([case_dir]):
+            state = run_supervised(flow)
+    except EYMError as exc:
+        return _fail(exc)
+    if interrupted_exit():
+        print(f"eym-edit: {state.message}; nothing is lost: run the same command to resume", file=sys.stderr)
+        return interrupted_exit()
     if state.is_failed():
         print(f"\neym-edit: {state.message}", file=sys.stderr)
     print_outputs(case_dir)
     return 1 if state.is_failed() else 0
 
 
+def interrupted_exit() -> int:
+    """128 + the signal that interrupted this eym-edit (130 for Ctrl-C), or 0."""
+    from flows.runtime import SUPERVISOR
+
+    return 128 + int(SUPERVISOR.signal) if SUPERVISOR.signal is not None else 0
+
+
 def cmd_case(args) -> int:
     from eym.errors import EYMError
+    from eym.parameters import read_layer
     from flows.pipeline import repo_root
+    from flows.preflight import preflight
+    from stages.common import default_params_files
 
     case_dir = Path(args.case_dir).resolve()
     try:
         repo_root(case_dir)
         if not (case_dir / "dvc.yaml").is_file():
             raise EYMError(f"{case_dir}: not a case folder (no dvc.yaml); create cases with `eym-edit run` or a batch")
+        preflight([(str(f), read_layer(f)) for f in default_params_files(case_dir)])
     except EYMError as exc:
-        print(f"eym-edit: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc)
     return _run_case(case_dir, args)
 
 
 def cmd_batch(args) -> int:
     from eym.errors import EYMError
-    from eym.manifest import read_manifest
     from flows.pipeline import edit_batch, repo_root, with_runner
+    from flows.preflight import check_manifest
+    from flows.runtime import case_locks, prefect_api, run_supervised
 
-    try:  # bad rows and a missing workspace are reported before any flow starts
-        read_manifest(args.manifest)
-        repo_root(Path(args.cases_root).resolve().parent)
+    try:  # bad rows, parameters and weights and a missing workspace are reported before any flow starts
+        workspace = repo_root(Path(args.cases_root).resolve().parent)
+        cases = check_manifest(args.manifest, workspace / "params.yaml")
     except EYMError as exc:
-        print(f"eym-edit: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc)
 
     flow_fn = with_runner(edit_batch, args.workers, args.dask_address)
-    rows = flow_fn(
-        str(Path(args.manifest).resolve()),
-        str(Path(args.cases_root).resolve()),
-        str(Path(args.report).resolve()) if args.report else None,
-        args.retries,
-        args.gpus,
-        gpu_resource=bool(args.dask_address),
-    )
+
+    def flow():
+        with prefect_api():
+            return flow_fn(
+                str(Path(args.manifest).resolve()),
+                str(Path(args.cases_root).resolve()),
+                str(Path(args.report).resolve()) if args.report else None,
+                args.retries,
+                args.gpus,
+                gpu_resource=bool(args.dask_address),
+            )
+
+    case_dirs = [Path(args.cases_root).resolve() / case.id for case in cases]
+    try:
+        with case_locks(case_dirs):
+            rows = run_supervised(flow)
+    except EYMError as exc:
+        return _fail(exc)
     failed = [r for r in rows if r["status"] != "ok"]
+    if interrupted_exit():
+        for r in failed:
+            print(f"eym-edit: {r['case']}: {r['reason']}", file=sys.stderr)
+        print("eym-edit: interrupted; nothing is lost: run the same command to resume", file=sys.stderr)
+        return interrupted_exit()
     print(f"\n{len(rows) - len(failed)} of {len(rows)} cases finished")
     for r in failed:
         print(f"  {r['case']}: failed at {r['failed_stage']}: {r['reason']}")
@@ -210,31 +320,38 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="edit one video: create its case and run the pipeline")
-    run.add_argument("--source", required=True, help="source video (or a single image) of the person to keep")
-    run.add_argument("--reference", required=True, help="reference video, or an OpenPose-18 keypoints .parquet")
-    run.add_argument("--prompt", default="", help="text describing the edited video")
-    run.add_argument("--id", help="case id (default: <source>-to-<reference>)")
+    preview = sub.add_parser(
+        "preview", help="retarget only (frames, segmentation, pose, offset): the preview image and the verdict"
+    )
+    for p in (run, preview):
+        p.add_argument("--source", required=True, help="source video (or a single image) of the person to keep")
+        p.add_argument("--reference", required=True, help="reference video, or an OpenPose-18 keypoints .parquet")
+        p.add_argument("--prompt", default="", help="text describing the edited video")
+        p.add_argument("--id", help="case id (default: <source>-to-<reference>)")
+        p.add_argument("--pose-backend", choices=["mediapipe", "openpose", "dwpose"], help="default: mediapipe")
+        p.add_argument("--annotator", help="OpenPose annotator weights: hub id or folder")
+        p.add_argument("--segmentation-backend", choices=["mediapipe", "rembg"], help="default: mediapipe")
+        p.add_argument(
+            "--params",
+            action="append",
+            type=Path,
+            metavar="FILE",
+            help="YAML file of parameter overrides (paths starting ./ or ../ are relative to it)",
+        )
+        p.add_argument(
+            "--set",
+            action="append",
+            metavar="KEY=VALUE",
+            help="override a parameter, e.g. --set stage1.steps=200 --set sampling.guidance_scale=7.5",
+        )
+        p.add_argument("--manifest", type=Path, help="manifest to add the case to (default: data/manifest.yaml)")
+        p.add_argument("--cases-root", default="data/cases", help="where case folders go (default data/cases)")
+        p.add_argument("--workspace", type=Path, default=Path.cwd(), help="the DVC workspace (default: here)")
     run.add_argument("--ground-truth", help="expected result video, to compute PSNR/SSIM/LPIPS")
     run.add_argument("--base-model", help="Stable Diffusion 1.5: hub id or diffusers folder (default in params.yaml)")
     run.add_argument("--controlnet", help="ControlNet-OpenPose: hub id or folder")
-    run.add_argument("--pose-backend", choices=["mediapipe", "openpose", "dwpose"], help="default: mediapipe")
-    run.add_argument("--annotator", help="OpenPose annotator weights: hub id or folder")
-    run.add_argument("--segmentation-backend", choices=["mediapipe", "rembg"], help="default: mediapipe")
-    run.add_argument(
-        "--params",
-        action="append",
-        type=Path,
-        metavar="FILE",
-        help="YAML file of parameter overrides (paths starting ./ or ../ are relative to it)",
-    )
-    run.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="override a parameter, e.g. --set stage1.steps=200 --set sampling.guidance_scale=7.5",
-    )
-    run.add_argument("--manifest", type=Path, help="manifest to add the case to (default: data/manifest.yaml)")
     run.set_defaults(func=cmd_run)
+    preview.set_defaults(func=cmd_preview)
 
     case = sub.add_parser("case", help="run (or bring up to date) an existing case folder")
     case.add_argument("case_dir", type=Path)
@@ -258,9 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (run, case, batch):
         p.add_argument("--retries", type=int, default=0, help="retries of a failed stage (default 0)")
         p.add_argument("--gpus", type=int, default=1, help="GPU stages that may run at once (default 1)")
-    for p in (run, batch):
-        p.add_argument("--cases-root", default="data/cases", help="where case folders go (default data/cases)")
-    run.add_argument("--workspace", type=Path, default=Path.cwd(), help="the DVC workspace (default: here)")
+    batch.add_argument("--cases-root", default="data/cases", help="where case folders go (default data/cases)")
     return parser
 
 

@@ -26,14 +26,13 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
 from prefect.states import Failed
 
+from eym.errors import InputError
+from eym.parameters import read_layer
+
 from .cases import STAGE_NAMES, create_cases
 
 GPU_STAGES = {"stage1", "stage2", "invert", "sample"}
 _gpu_slots = threading.BoundedSemaphore(1)
-
-
-class StageFailed(Exception):
-    """A stage exited with an error; the message holds the stage's own one-line reason."""
 
 
 @dataclass
@@ -48,8 +47,6 @@ class StageOutcome:
 
 def repo_root(path: Path) -> Path:
     """The DVC workspace holding ``path`` (the nearest folder above it with a .dvc folder)."""
-    from eym.errors import InputError
-
     for parent in [Path(path).resolve(), *Path(path).resolve().parents]:
         if (parent / ".dvc").is_dir():
             return parent
@@ -66,7 +63,7 @@ def set_gpu_slots(count: int) -> None:
 
 def _reason(lines: list[str]) -> str:
     """The stage's own error line ("<stage> failed: ..."), else DVC's, else the last line."""
-    for pattern in (r"ERROR (\w+ failed: .*)", r"ERROR: (.*)"):
+    for pattern in (r"ERROR (\w+ (?:failed|interrupted): .*)", r"ERROR: (.*)"):
         for line in reversed(lines):
             match = re.search(pattern, line)
             if match:
@@ -74,42 +71,89 @@ def _reason(lines: list[str]) -> str:
     return lines[-1].strip() if lines else "no output"
 
 
-def reproduce_stage(case_dir: str, case_id: str, stage: str) -> StageOutcome:
-    """Reproduce one stage of one case with DVC, streaming its log into Prefect."""
-    logger = get_run_logger()
-    case_dir = Path(case_dir)
+LOG_DIR = "logs"  # a case's full stage logs: <case>/logs/<stage>.log (not tracked)
+CHECKPOINTS = {"stage1": "stage1.ckpt", "stage2": "stage2.ckpt"}
+
+
+def dvc_repro(case_dir: Path, stage: str, on_line=None) -> tuple[int, str, list[str]]:
+    """``dvc repro --single-item`` of one stage of a case, in a process group that eym-edit stops on
+    interruption: (exit code, ran|cached, output lines). The full output goes to the stage's log file."""
+    from .runtime import SUPERVISOR
+
+    case_dir = Path(case_dir).resolve()
     root = repo_root(case_dir)
-    target = f"{case_dir.resolve().relative_to(root)}/dvc.yaml:{stage}"
+    target = f"{case_dir.relative_to(root)}/dvc.yaml:{stage}"
+    log_file = stage_log(case_dir, stage)
+    proc = SUPERVISOR.spawn(
+        [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", target],
+        label=f"{case_dir.name}/{stage}",
+        cwd=root,
+        env=stage_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    )
+    lines, status = [], "ran"
+    try:
+        with open(log_file, "w") as full:
+            for line in proc.stdout:
+                full.write(line)
+                line = line.rstrip()
+                if not line or "\r" in line:
+                    continue
+                lines.append(line)
+                if "didn't change, skipping" in line or "is cached - skipping run" in line:
+                    status = "cached"  # up to date, or restored from DVC's run cache
+                if on_line:
+                    on_line(line)
+        code = proc.wait()
+    finally:
+        SUPERVISOR.release(proc)
+    if code == 0:
+        remove_leftover_checkpoint(case_dir, stage)
+    return code, status, lines
+
+
+def stage_log(case_dir: Path, stage: str) -> Path:
+    folder = Path(case_dir) / LOG_DIR
+    folder.mkdir(exist_ok=True)
+    (folder / ".gitignore").write_text("*\n")
+    return folder / f"{stage}.log"
+
+
+def remove_leftover_checkpoint(case_dir: Path, stage: str) -> None:
+    """A finished stage needs no checkpoint, however its output arrived (run, or DVC's run cache)."""
+    import shutil
+
+    if stage in CHECKPOINTS and (Path(case_dir) / stage / "weights.safetensors").is_file():
+        shutil.rmtree(Path(case_dir) / CHECKPOINTS[stage], ignore_errors=True)
+
+
+def stage_error(stage: str, lines: list[str], log_file: Path | None = None) -> str:
+    reason = _reason(lines)
+    if not reason.startswith((f"{stage} failed", f"{stage} interrupted")):
+        reason = f"{stage} failed: {reason}"
+    return reason + (f" (full log: {log_file})" if log_file and "interrupted" not in reason else "")
+
+
+def reproduce_stage(case_dir: str, case_id: str, stage: str):
+    """Reproduce one stage of one case with DVC, streaming its log into Prefect. A failed stage ends
+    the task in a Failed state whose message is the stage's one-line reason (no traceback)."""
+    logger = get_run_logger()
     slot = _gpu_slots if stage in GPU_STAGES else None
     started = time.perf_counter()
     if slot:
         slot.acquire()
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", target],
-            cwd=root,
-            env=stage_environment(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-        )
-        lines, status = [], "ran"
-        for line in proc.stdout:
-            line = line.rstrip()
-            if not line or "\r" in line:
-                continue
-            lines.append(line)
-            if "didn't change, skipping" in line or "is cached - skipping run" in line:
-                status = "cached"  # up to date, or restored from DVC's run cache
-            logger.info(line)
-        code = proc.wait()
+        code, status, lines = dvc_repro(Path(case_dir), stage, logger.info)
+    except InputError as exc:  # not started: eym-edit is stopping
+        return Failed(message=f"{stage} interrupted before it started ({exc})")
     finally:
         if slot:
             slot.release()
     if code != 0:
-        reason = _reason(lines)
-        raise StageFailed(reason if reason.startswith(f"{stage} failed") else f"{stage} failed: {reason}")
+        return Failed(message=stage_error(stage, lines, stage_log(Path(case_dir), stage)))
     return StageOutcome(case_id, stage, status, round(time.perf_counter() - started, 2), _worker_name(), lines[-5:])
 
 
@@ -189,13 +233,8 @@ def _case_summary(case_dir: Path, futures: dict) -> dict:
             if outcome.status == "ran":
                 row["ran"].append(name)
         elif row["status"] == "ok":
-            row.update(status="failed", failed_stage=name)
-            try:
-                futures[name].result()
-            except Exception as exc:  # the task's own exception, e.g. StageFailed with the stage's reason
-                row["reason"] = str(exc)
-            if not state.is_failed():
-                row["reason"] = f"{name} did not run ({state.name})"
+            reason = state.message if state.is_failed() and state.message else f"{name} did not run ({state.name})"
+            row.update(status="failed", failed_stage=name, reason=reason)
     metrics = case_dir / "eval" / "metrics.json"
     if row["status"] == "ok" and metrics.is_file():
         row.update({k: v for k, v in json.loads(metrics.read_text()).items() if isinstance(v, (int, float))})
@@ -210,8 +249,13 @@ def _artifact_key(text: str) -> str:
 @flow(name="edit-case", log_prints=True)
 def edit_case(case_dir: str, retries: int = 0, gpu_slots: int = 1) -> dict:
     """Run (or bring up to date) the nine stages of one case folder; returns its summary row."""
+    from stages.common import default_params_files
+
+    from .preflight import preflight
+
     set_gpu_slots(gpu_slots)
     case = Path(case_dir).resolve()
+    preflight([(str(f), read_layer(f)) for f in default_params_files(case)])
     progress = create_progress_artifact(
         0.0, key=f"{_artifact_key(case.name)}-progress", description=f"stages done for {case.name}"
     )
@@ -243,9 +287,13 @@ def edit_batch(
     Ends with a summary table (Prefect artifact) and, when ``report_dir`` is given, the batch
     report (metrics table as Parquet, markdown summary and HTML page).
     """
+    from .preflight import check_manifest
+
     logger = get_run_logger()
     set_gpu_slots(gpu_slots)
-    cases = create_cases(manifest, Path(cases_root).resolve(), repo_root(Path(cases_root).resolve().parent))
+    workspace = repo_root(Path(cases_root).resolve().parent)
+    check_manifest(Path(manifest), workspace / "params.yaml")
+    cases = create_cases(manifest, Path(cases_root).resolve(), workspace)
     logger.info("batch of %d cases from %s", len(cases), manifest)
     all_futures = {case: _submit_case(case, retries, gpu_resource) for case in cases}
     wait([f for futures in all_futures.values() for f in futures.values()])

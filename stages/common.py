@@ -10,7 +10,6 @@ both call the command line, so they run the same code.
 from __future__ import annotations
 
 import argparse
-import copy
 import logging
 import os
 import sys
@@ -21,8 +20,10 @@ from typing import Callable
 
 import yaml
 
+from eym import interrupt
 from eym.errors import EYMError, InputError
-from eym.manifest import Case, resolve_path_params
+from eym.manifest import Case
+from eym.parameters import deep_merge, load_checked  # noqa: F401 (deep_merge: part of this module's API)
 
 log = logging.getLogger("eym")
 CASE_FILE = "case.yaml"
@@ -57,13 +58,6 @@ def read_case(case_dir: str | Path) -> Case:
     )
 
 
-def deep_merge(base: dict, override: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in (override or {}).items():
-        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
 def default_params_files(case_dir: Path) -> list[Path]:
     """The nearest params.yaml above the case folder, then the case's own overrides if present."""
     case_dir = Path(case_dir).resolve()
@@ -78,17 +72,8 @@ def default_params_files(case_dir: Path) -> list[Path]:
 
 
 def load_params(files: list[str | Path]) -> dict:
-    params: dict = {}
-    for file in files:
-        file = Path(file)
-        if not file.is_file():
-            raise InputError(f"{file}: parameters file not found")
-        try:
-            values = resolve_path_params(yaml.safe_load(file.read_text()) or {}, file.parent)
-            params = deep_merge(params, values)
-        except yaml.YAMLError as exc:
-            raise InputError(f"{file}: not valid YAML ({exc})") from exc
-    return params
+    """The parameter files merged in order, checked against the schema (eym.parameters)."""
+    return load_checked(files)
 
 
 def section(params: dict, name: str, required: tuple[str, ...] = ()) -> dict:
@@ -140,10 +125,14 @@ def stage_main(name: str, run: Callable[[Path, dict], object], argv=None) -> int
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
+    interrupt.install()
     start = time.perf_counter()
     try:
         params = load_params(args.params or default_params_files(args.case_dir))
         run(args.case_dir, params)
+    except interrupt.Interrupted as exc:
+        log.error("%s interrupted: %s", name, exc)
+        return exc.exit_code
     except EYMError as exc:
         log.error("%s failed: %s", name, exc)
         return 2

@@ -24,12 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from eym import interrupt
 from eym.atomic import atomic_path, write_json, write_text
 from eym.errors import InputError, TrainingError
-from eym.media import frame_files, read_frames
+from eym.media import read_frames
 from eym.progress import Progress
 from eym_model.components import Components, load_components
-from eym_model.diffusion import encode_prompts, video_posterior
+from eym_model.diffusion import encode_prompts, prompt_warnings, training_loss, video_posterior
 from eym_model.trainable import load_trainable, make_optimizer, save_trainable, set_trainable
 
 from .common import FRAMES, MASKS, POSE, log, section
@@ -81,6 +82,12 @@ def check_size(components: Components, frames: np.ndarray, where: Path) -> None:
         )
 
 
+def noise_seed(stage: str, seed: int) -> int:
+    """The seed of a tuning stage's noise and timestep stream: derived from the stage's name and its
+    ``seed`` parameter, so that stage 2 does not replay stage 1's sequence when both use seed 33."""
+    return int.from_bytes(hashlib.sha256(f"{stage}:{seed}".encode()).digest()[:8], "little") & (2**63 - 1)
+
+
 def fingerprint(*parts) -> str:
     digest = hashlib.sha256()
     for part in parts:
@@ -116,8 +123,9 @@ def train(case_dir: Path, params: dict, stage: str, previous: tuple[str, ...] = 
     load_stage_weights(components, case_dir, previous)
     frames = read_frames(frames_dir)
     check_size(components, frames, frames_dir)
-    if len(frame_files(skeleton_dir)) != len(frames):
-        raise InputError(f"{skeleton_dir}: {len(frame_files(skeleton_dir))} skeleton images for {len(frames)} frames")
+    skeleton_frames = read_frames(skeleton_dir)
+    if len(skeleton_frames) != len(frames):
+        raise InputError(f"{skeleton_dir}: {len(skeleton_frames)} skeleton images for {len(frames)} frames")
     groups = list(p["trainable"])
     if model.motion_attention is None and "motion_attention" in groups:
         groups.remove("motion_attention")  # "w/o MA": the switch in model.motion_attention is enough
@@ -132,7 +140,7 @@ def train(case_dir: Path, params: dict, stage: str, previous: tuple[str, ...] = 
     device = components.device
     posterior = video_posterior(components.base.vae, video_tensor(frames), int(model_params.get("vae_chunk", 8)))
     text = encode_prompts(components.base.tokenizer, components.base.text_encoder, [prompt])
-    skeletons = skeleton_tensor(read_frames(skeleton_dir)).to(device, components.dtype)
+    skeletons = skeleton_tensor(skeleton_frames).to(device, components.dtype)
     from diffusers import DDPMScheduler
 
     noise_scheduler = DDPMScheduler.from_config(components.base.scheduler_config)
@@ -145,7 +153,7 @@ def train(case_dir: Path, params: dict, stage: str, previous: tuple[str, ...] = 
         bool(p["use_8bit_adam"]),
     )
     scaler = torch.amp.GradScaler(device.split(":")[0], enabled=components.dtype == torch.float16)
-    generator = torch.Generator(device).manual_seed(int(p["seed"]))
+    generator = torch.Generator(device).manual_seed(noise_seed(stage, int(p["seed"])))
     state = {"step": 0, "log": [], "seconds": 0.0}
     resumed = _resume(ckpt_dir, print_, trainable, optimizer, scaler, generator, state)
 
@@ -160,28 +168,38 @@ def train(case_dir: Path, params: dict, stage: str, previous: tuple[str, ...] = 
         f", resuming after step {state['step']}" if resumed else "",
     )
     bar = Progress(steps, f"{stage} tuning", initial=state["step"], unit="step")
-    while state["step"] < steps:
-        started = time.perf_counter()
-        loss = _step(components, posterior, text, skeletons, noise_scheduler, generator, float(p["conditioning_scale"]))
-        if not math.isfinite(loss.item()):
-            bar.close()
-            raise TrainingError(
-                f"{stage}: the loss became {loss.item()} at step {state['step'] + 1}; nothing was "
-                f"saved. Lower {stage}.lr (now {p['lr']}) or use model.precision: fp32."
-            )
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(trainable.values(), float(p["max_grad_norm"]))
-        scaler.step(optimizer)
-        scaler.update()
-        state["step"] += 1
-        state["seconds"] += time.perf_counter() - started
-        state["log"].append((state["step"], loss.item(), float(p["lr"]), round(state["seconds"], 3)))
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        bar.update()
-        if state["step"] % every == 0 and state["step"] < steps:
-            _checkpoint(ckpt_dir, print_, trainable, optimizer, scaler, generator, state)
+    with interrupt.deferred():  # a signal stops the loop at a step boundary, after a checkpoint
+        while state["step"] < steps:
+            if interrupt.requested():
+                _checkpoint(ckpt_dir, print_, trainable, optimizer, scaler, generator, state)
+                bar.close()
+                raise interrupt.Interrupted(
+                    f"at step {state['step']} of {steps}; its checkpoint is saved and the same command resumes "
+                    f"from step {state['step']}",
+                    interrupt.requested(),
+                )
+            started = time.perf_counter()
+            conditioning = float(p["conditioning_scale"])
+            loss = _step(components, posterior, text, skeletons, noise_scheduler, generator, conditioning)
+            if not math.isfinite(loss.item()):
+                bar.close()
+                raise TrainingError(
+                    f"{stage}: the loss became {loss.item()} at step {state['step'] + 1}; nothing was "
+                    f"saved. Lower {stage}.lr (now {p['lr']}) or use model.precision: fp32."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(trainable.values(), float(p["max_grad_norm"]))
+            scaler.step(optimizer)
+            scaler.update()
+            state["step"] += 1
+            state["seconds"] += time.perf_counter() - started
+            state["log"].append((state["step"], loss.item(), float(p["lr"]), round(state["seconds"], 3)))
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            bar.update()
+            if state["step"] % every == 0 and state["step"] < steps:
+                _checkpoint(ckpt_dir, print_, trainable, optimizer, scaler, generator, state)
     bar.close()
 
     meta = {
@@ -194,6 +212,7 @@ def train(case_dir: Path, params: dict, stage: str, previous: tuple[str, ...] = 
         "resumed_after_step": resumed,
         "prompt": prompt,
         "masked_frames": bool(p["masked"]),
+        "warnings": prompt_warnings(components.base.tokenizer, [prompt]),
     }
     with atomic_path(out_dir) as out:
         out.mkdir()
@@ -213,21 +232,11 @@ def train(case_dir: Path, params: dict, stage: str, previous: tuple[str, ...] = 
 
 def _step(components, posterior, text, skeletons, noise_scheduler, generator, conditioning_scale):
     """One loss evaluation: a fresh posterior sample of the clip, noised at a random timestep."""
-    device = components.device
     mean, std = posterior
-    latents = mean.float() + std.float() * torch.randn(mean.shape, generator=generator, device=device)
-    latents = latents * components.base.vae.config.scaling_factor
-    noise = torch.randn(latents.shape, generator=generator, device=device)
-    t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (1,), generator=generator, device=device)
-    noisy = noise_scheduler.add_noise(latents, noise, t)
-    target = (
-        noise
-        if noise_scheduler.config.prediction_type == "epsilon"
-        else noise_scheduler.get_velocity(latents, noise, t)
-    )
+    noise = torch.randn(mean.shape, generator=generator, device=components.device)
+    latents = (mean.float() + std.float() * noise) * components.base.vae.config.scaling_factor
     with components.autocast():
-        pred = components.model(noisy.to(components.dtype), t, text, skeletons, conditioning_scale)
-    return torch.nn.functional.mse_loss(pred.float(), target)
+        return training_loss(components.model, noise_scheduler, latents, text, skeletons, conditioning_scale, generator)
 
 
 def _loss_table(rows) -> str:

@@ -37,7 +37,7 @@ def test_help_documents_every_option():
         "--id",
     ):
         assert option in result.stdout, option
-    for command in ("run", "case", "batch", "serve"):
+    for command in ("run", "preview", "case", "batch", "serve"):
         assert command in _eym_edit("--help").stdout
 
 

@@ -293,6 +293,8 @@ def test_eym_edit_run_creates_the_case_and_runs_the_flow(workspace, tmp_path):
             "inputs/tiny.yaml",
             "--set",
             "sampling.steps=3",
+            "--set",
+            "inversion.steps=3",
             "--id",
             "mine",
         ],
@@ -307,7 +309,7 @@ def test_eym_edit_run_creates_the_case_and_runs_the_flow(workspace, tmp_path):
     for rel in ("sample/edited.mp4", "sample/comparison.mp4", "eval/metrics.json", "eval/report.html"):
         assert f"{case / rel}" in result.stdout and (case / rel).is_file(), rel
     row = yaml.safe_load((workspace / "data" / "manifest.yaml").read_text())["cases"][0]
-    assert row["id"] == "mine" and row["params"]["sampling"]["steps"] == 3
+    assert row["id"] == "mine" and row["params"]["sampling"]["steps"] == 3 == row["params"]["inversion"]["steps"]
     assert row["params"]["model"]["base"] == str(workspace / "models" / "base")  # --params paths resolved
     assert (case / "dvc.yaml").is_file() and yaml.safe_load((case / "case.yaml").read_text())["source"].endswith(
         "source.png"

@@ -166,3 +166,26 @@ def test_ablations_are_parameters(tmp_path, preprocessed_128, tiny_models, varia
     if not params["stage1"]["enabled"]:
         assert load_file(case / "stage1" / WEIGHTS) == {}
         assert json.loads((case / "stage1" / "meta.json").read_text())["skipped"] is True
+
+
+def test_each_tuning_stage_draws_its_own_noise_stream(tmp_path, preprocessed_128, tiny_models):
+    """Same seed, same inputs, same trainable set, no learning: stage 1 and stage 2 still see
+    different noise and timesteps; a stage run twice sees the same."""
+    same = {"steps": 3, "lr": 0.0, "trainable": ["temporal"], "masked": False, "seed": 33}
+    params = tiny_model_params(tiny_models, stage1=same, stage2=same)
+    first, again = _copy(preprocessed_128, tmp_path, "a"), _copy(preprocessed_128, tmp_path, "b")
+    for case in (first, again):
+        stage1.run(case, params)
+    stage2.run(first, params)
+    np.testing.assert_array_equal(_loss_log(first, "stage1")[:, 1], _loss_log(again, "stage1")[:, 1])
+    assert not np.allclose(_loss_log(first, "stage1")[:, 1], _loss_log(first, "stage2")[:, 1])
+
+
+def test_sampling_refuses_a_step_count_other_than_the_inversion(edited_case, tmp_path, tiny_models):
+    from eym.errors import InputError
+    from stages import sample
+
+    case = _copy(edited_case, tmp_path)
+    params = tiny_model_params(tiny_models, inversion={"steps": 5}, sampling={"steps": 7})
+    with pytest.raises(InputError, match="inverted with 5 DDIM steps, but sampling.steps is 7"):
+        sample.run(case, params)

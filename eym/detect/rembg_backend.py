@@ -20,15 +20,13 @@ def model_home() -> Path:
     return Path(os.environ.get("U2NET_HOME", Path.home() / ".u2net")).expanduser()
 
 
-def open_session(model: str = "u2net_human_seg", model_path: str | None = None):
-    """A rembg session for a named model found in rembg's model folder, or for a local .onnx file."""
-    from rembg import new_session
-
+def locate(model: str = "u2net_human_seg", model_path: str | None = None) -> Path:
+    """The .onnx file of a named model in rembg's model folder, or the local file given."""
     if model_path:
         path = Path(model_path).expanduser()
         if not path.is_file():
             raise MissingWeightsError(f"rembg model file {path} does not exist (segmentation.rembg_model_path)")
-        return new_session("u2net_custom", model_path=str(path), providers=["CPUExecutionProvider"])
+        return path
     path = model_home() / f"{model}.onnx"
     if not path.is_file():
         raise MissingWeightsError(
@@ -36,6 +34,16 @@ def open_session(model: str = "u2net_human_seg", model_path: str | None = None):
             f"{MODEL_URL.format(name=model)} to {path}, or set segmentation.rembg_model_path to a local .onnx file, "
             f"or use segmentation.backend: mediapipe (works offline)."
         )
+    return path
+
+
+def open_session(model: str = "u2net_human_seg", model_path: str | None = None):
+    """A rembg session for a named model found in rembg's model folder, or for a local .onnx file."""
+    from rembg import new_session
+
+    path = locate(model, model_path)
+    if model_path:
+        return new_session("u2net_custom", model_path=str(path), providers=["CPUExecutionProvider"])
     return new_session(model)
 
 

@@ -1,0 +1,412 @@
+"""The parameter schema: every key of params.yaml with its type, allowed values and meaning, and the
+check that runs before anything else does.
+
+Parameters arrive in layers (the repository's params.yaml, a case's params.yaml, ``--params`` files,
+``--set`` pairs, a manifest row's ``params``); ``check_layers`` finds unknown keys in each layer
+(with a did-you-mean) and checks the merged values, naming the layer a bad value came from.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import InputError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def _multiple_of_8(value: int) -> int:
+    if value <= 0 or value % 8:
+        raise ValueError("must be a positive multiple of 8")
+    return value
+
+
+class Puppet(Section):
+    cases: int = Field(80, ge=1, description="cases of the synthetic benchmark (root dvc.yaml: puppet_benchmark)")
+    seed: int = Field(0, ge=0, description="benchmark seed: case i uses seed * 100003 + i")
+    size: int = Field(512, description="frame side in pixels")
+    frames: int = Field(24, ge=1, description="frames per clip")
+    fps: float = Field(12, gt=0, description="frame rate of the clips")
+    image_source_every: int = Field(8, ge=0, description="every Nth case edits a single source image (0: none)")
+
+    _size = field_validator("size")(_multiple_of_8)
+
+
+class Frames(Section):
+    count: Optional[int] = Field(8, ge=1, description="frames per clip (null: all that fit)")
+    stride: int = Field(2, ge=1, description="take every Nth frame (Tune-A-Video's sample_frame_rate)")
+    fps: Optional[float] = Field(None, gt=0, description="or sample at this frame rate instead of a stride")
+    start: int = Field(0, ge=0, description="first frame index")
+    width: int = Field(128, description="resize to cover, then centre-crop (multiples of 8)")
+    height: int = Field(128, description="as width")
+
+    _sides = field_validator("width", "height")(_multiple_of_8)
+
+
+class Segmentation(Section):
+    backend: Literal["mediapipe", "rembg"] = Field("mediapipe", description="mediapipe (offline) or rembg")
+    threshold: float = Field(0.5, gt=0.0, lt=1.0, description="person probability threshold")
+    dilate: int = Field(0, ge=0, description="grow masks by this many pixels")
+    min_area: float = Field(0.002, ge=0.0, lt=1.0, description="a smaller mask (share of the frame) is no person")
+    max_missing_fraction: float = Field(0.25, ge=0.0, le=1.0, description="share of frames allowed without person")
+    mediapipe_model: Literal[0, 1] = Field(0, description="selfie segmentation: 0 general, 1 landscape")
+    rembg_model: str = Field("u2net_human_seg", description="rembg model name, in $U2NET_HOME or ~/.u2net")
+    rembg_model_path: Optional[str] = Field(None, description="or a local .onnx file")
+
+
+class Pose(Section):
+    backend: Literal["mediapipe", "openpose", "dwpose"] = Field("mediapipe", description="pose detector")
+    source_frames: Literal["full", "masked"] = Field(
+        "full", description="detect the source's pose on its full frames or, as the paper, its masked ones"
+    )
+    min_confidence: float = Field(0.3, ge=0.0, le=1.0, description="joints below it count as missing")
+    max_missing_fraction: float = Field(0.25, ge=0.0, le=1.0, description="share of frames allowed without body")
+    interpolate_missing: bool = Field(True, description="fill short gaps of a joint over time")
+    mediapipe_complexity: Literal[0, 1, 2] = Field(1, description="BlazePose model; only 1 ships in the wheel")
+    annotator: str = Field("lllyasviel/Annotators", description="OpenPose body_pose_model.pth: hub id or folder")
+    dwpose: str = Field("yzd-v/DWPose", description="DWPose ONNX models: hub id or folder")
+    allow_download: bool = Field(False, description="let the hub download missing detector weights")
+
+
+class Verdict(Section):
+    min_scale: float = Field(0.2, gt=0.0, description="smallest plausible source/reference size ratio")
+    max_scale: float = Field(5.0, gt=0.0, description="largest plausible source/reference size ratio")
+    min_inside_fraction: float = Field(0.5, ge=0.0, le=1.0, description="share of joints that must stay in frame")
+
+
+class Offset(Section):
+    retarget: Literal["bones", "scale", "none"] = Field(
+        "bones", description="bones: the source's bone lengths and the reference's angles; scale: one scale"
+    )
+    anchor: Literal["auto", "feet", "mid_hip", "neck", "shoulder_centre"] = Field(
+        "auto", description="the point put on the source's; auto: the first of feet, mid_hip, neck, shoulders found"
+    )
+    mode: Literal["video", "frame"] = Field("video", description="one translation, or one per frame")
+    min_confidence: float = Field(0.3, ge=0.0, le=1.0, description="joints below it are dropped")
+    min_visible_fraction: float = Field(0.25, ge=0.0, le=1.0, description="a segment counts when seen this often")
+    preview_frames: int = Field(4, ge=1, description="rows of offset/preview.png")
+    verdict: Verdict = Field(default_factory=Verdict, description="a bad verdict stops the case before tuning")
+
+
+class Model(Section):
+    base: str = Field(description="Stable-Diffusion-1.5-layout base model: hub id (local cache) or folder")
+    controlnet: str = Field(description="OpenPose ControlNet: hub id or folder")
+    allow_download: bool = Field(False, description="let the hub download missing weights (needs network)")
+    variant: Optional[str] = Field(None, description="a repository's weight variant, e.g. fp16")
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="auto | cpu | cuda | cuda:N")
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = Field("auto", description="auto: fp16 on CUDA, fp32 on CPU")
+    spatial_attention: Literal["rca", "frame", "sparse_causal", "full"] = Field(
+        "rca", description='rca | frame ("w/o RCA") | sparse_causal (Tune-A-Video) | full'
+    )
+    rca_edge: Literal["paper", "circular"] = Field("paper", description="RCA at the first and last frames")
+    motion_attention: bool = Field(True, description='false: "w/o MA", ControlNet residuals added directly')
+    motion_attention_dim: int = Field(128, ge=1, description="MA's inner width")
+    motion_attention_heads: int = Field(4, ge=1, description="MA's attention heads")
+    temporal_head_dim: int = Field(64, ge=1, description="head width of the temporal attention layers")
+    max_frames: int = Field(64, ge=1, description="longest clip the temporal layers accept")
+    attention_backend: Literal["auto", "native", "xformers"] = Field("auto", description="attention kernels")
+    gradient_checkpointing: bool = Field(True, description="trade compute for memory while tuning")
+    init_seed: int = Field(0, description="initial weights of the new layers (their outputs start at zero)")
+    vae_chunk: int = Field(8, ge=1, description="frames per VAE call (VAE slicing)")
+
+
+def _known_group(name: str) -> str:
+    from eym_model.trainable import group_pattern
+
+    try:
+        group_pattern(name)
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
+    return name
+
+
+class Tuning(Section):
+    enabled: bool = Field(True, description="false: the stage writes empty outputs")
+    steps: int = Field(300, ge=0, description="training steps (the paper's best: 300)")
+    trainable: list[str] = Field(description="parameter groups trained: temporal, motion_attention, ...")
+    masked: bool = Field(description="train on background-masked frames")
+    lr: float = Field(3.0e-5, ge=0.0, description="AdamW learning rate")
+    weight_decay: float = Field(0.01, ge=0.0, description="AdamW weight decay")
+    adam_betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
+    adam_epsilon: float = Field(1.0e-8, gt=0.0, description="AdamW epsilon")
+    max_grad_norm: float = Field(1.0, gt=0.0, description="gradient clipping")
+    seed: int = Field(33, description="seed of the stage's own noise stream (derived with the stage name)")
+    checkpoint_every: int = Field(50, ge=1, description="steps between resumable checkpoints")
+    use_8bit_adam: bool = Field(False, description="bitsandbytes' AdamW8bit (CUDA)")
+    conditioning_scale: float = Field(1.0, ge=0.0, description="ControlNet residual scale while tuning")
+    save_dtype: Literal["fp32", "fp16", "bf16"] = Field("fp32", description="dtype of the saved weights")
+
+    @field_validator("trainable")
+    @classmethod
+    def _groups(cls, value: list[str]) -> list[str]:
+        return [_known_group(g) for g in value]
+
+    @field_validator("adam_betas")
+    @classmethod
+    def _betas(cls, value):
+        if not all(0.0 <= b < 1.0 for b in value):
+            raise ValueError("each beta must be in [0, 1)")
+        return value
+
+
+class Inversion(Section):
+    steps: int = Field(50, ge=1, description="DDIM inversion steps (sampling.steps must be the same)")
+    use_prompt: bool = Field(False, description="invert with the case's prompt instead of the empty one")
+    controlnet: bool = Field(False, description="also feed the source skeletons through ControlNet")
+    check_reconstruction: bool = Field(True, description="re-sample the inverted noise and report the error")
+
+
+class Sampling(Section):
+    steps: int = Field(50, ge=1, description="DDIM steps (must equal inversion.steps)")
+    guidance_scale: float = Field(1.0, ge=0.0, description="classifier-free guidance (1: none, as in the paper)")
+    negative_prompt: str = Field("", description="the unconditional prompt of guidance")
+    conditioning_scale: float = Field(1.0, ge=0.0, description="ControlNet residual scale")
+    eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM eta (0: deterministic)")
+    seed: int = Field(33, description="seed of the sampling noise (used when eta > 0)")
+
+
+class Evaluation(Section):
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="device of the metric networks")
+    lpips_backbone: str = Field(description="torchvision's ImageNet AlexNet (or VGG) weights file")
+    lpips_net: Literal["alex", "vgg", "squeeze"] = Field("alex", description="LPIPS backbone")
+    clip: str = Field(description="CLIP ViT-L/14: hub id or folder")
+    allow_download: bool = Field(False, description="let the hub download metric networks")
+    pose_backend: Literal["mediapipe", "openpose", "dwpose"] = Field("mediapipe", description="for pose PCK")
+    pck_alpha: float = Field(0.1, gt=0.0, le=1.0, description="PCK threshold as a share of the person's size")
+    fvd_model: Optional[str] = Field(None, description="StyleGAN-V's i3d_torchscript.pt (batch-level FVD)")
+    fid_vid_model: Optional[str] = Field(None, description="a 3D ResNet-50 TorchScript for FID-VID")
+    video_min_frames: int = Field(10, ge=1, description="shortest clip the video networks take")
+
+
+class MiniData(Section):
+    size: int = Field(128, description="frame side in pixels")
+    train_actors: int = Field(ge=1, description="characters from the training seed range")
+    heldout_actors: int = Field(ge=1, description="characters from the held-out seed range")
+    poses_per_actor: int = Field(4, ge=1, description="poses drawn per character")
+    workers: int = Field(2, ge=1, description="processes drawing frames")
+
+    _size = field_validator("size")(_multiple_of_8)
+
+
+class MiniTraining(Section):
+    steps: int = Field(ge=1, description="optimizer steps")
+    batch: int = Field(ge=1, description="frames per step")
+    lr: float = Field(gt=0.0, description="peak learning rate")
+    warmup: int = Field(ge=0, description="linear warm-up steps")
+    final_lr_fraction: float = Field(ge=0.0, le=1.0, description="cosine decay ends at this share of lr")
+    ema: float = Field(ge=0.0, lt=1.0, description="EMA decay of the saved weights")
+    precision: Literal["fp32", "fp16", "bf16"] = Field("bf16", description="autocast dtype")
+    checkpoint_every: int = Field(200, ge=1, description="steps between resumable checkpoints")
+
+
+class MiniVAE(MiniTraining):
+    block_out_channels: list[int] = Field(description="channels per level (4 levels: 8x down)")
+    layers_per_block: int = Field(1, ge=1, description="resnets per level")
+    latent_channels: int = Field(4, ge=1, description="latent channels (SD 1.5: 4)")
+    norm_num_groups: int = Field(16, ge=1, description="GroupNorm groups")
+    initial_logvar: float = Field(0.0, description="initial posterior log-variance")
+    mse_weight: float = Field(1.0, ge=0.0, description="loss: L1 + mse_weight x MSE + kl_weight x KL")
+    kl_weight: float = Field(1.0e-6, ge=0.0, description="Stable Diffusion's 1e-6")
+    masked_fraction: float = Field(0.15, ge=0.0, le=1.0, description="frames shown with a black background")
+    heldout_every: int = Field(250, ge=1, description="steps between held-out PSNR checks")
+    heldout_check_frames: int = Field(32, ge=1, description="held-out frames of each check")
+
+
+class MiniTextEncoder(Section):
+    hidden_size: int = Field(ge=1, description="text embedding width (the UNet's cross-attention width)")
+    intermediate_size: int = Field(ge=1, description="feed-forward width")
+    heads: int = Field(ge=1, description="attention heads")
+    layers: int = Field(ge=1, description="transformer layers")
+
+
+class MiniUNet(Section):
+    block_out_channels: list[int] = Field(description="channels per level")
+    layers_per_block: int = Field(1, ge=1, description="resnets per level")
+    heads: int = Field(8, ge=1, description="attention heads")
+    norm_num_groups: int = Field(16, ge=1, description="GroupNorm groups")
+
+
+class MiniDiffusion(MiniTraining):
+    text_encoder: MiniTextEncoder
+    unet: MiniUNet
+    weight_decay: float = Field(0.01, ge=0.0, description="AdamW weight decay")
+    min_snr_gamma: float = Field(5.0, ge=0.0, description="min-SNR loss weighting (0: off)")
+    prompt_dropout: float = Field(0.1, ge=0.0, le=1.0, description='share of "" prompts (inversion, guidance)')
+    controlnet_dropout: float = Field(0.3, ge=0.0, le=1.0, description="share of batches without ControlNet")
+    masked_fraction: float = Field(0.15, ge=0.0, le=1.0, description="extra latents of masked frames")
+    skeleton_jitter: float = Field(0.7, ge=0.0, description="pixels of noise on the drawn joints")
+    skeleton_drop: float = Field(0.2, ge=0.0, le=1.0, description="share of skeletons that lose 1-3 joints")
+
+
+class MiniExport(Section):
+    eval_frames: int = Field(64, ge=1, description="held-out skeletons of the ControlNet pose check")
+    eval_steps: int = Field(50, ge=1, description="DDIM steps of the check")
+    eval_guidance_scale: float = Field(3.0, ge=0.0, description="guidance of the check")
+    eval_seed: int = Field(0, description="noise seed of the check")
+    detect_size: int = Field(256, ge=8, description="frames are upscaled to this before MediaPipe")
+
+
+class EymMini(Section):
+    seed: int = Field(0, description="seed of every phase")
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="auto | cpu | cuda")
+    max_minutes: Optional[float] = Field(None, gt=0, description="each run of a phase stops here (resumable)")
+    data: MiniData
+    vae: MiniVAE
+    diffusion: MiniDiffusion
+    export: MiniExport
+
+
+class Parameters(Section):
+    """Every section of params.yaml (puppet and eym_mini only matter to their root DVC stages)."""
+
+    puppet: Optional[Puppet] = None
+    frames: Frames
+    segmentation: Segmentation
+    pose: Pose
+    offset: Offset
+    prompt: str = Field("", description="the case's prompt: each case folder's params.yaml sets it")
+    model: Model
+    stage1: Tuning
+    stage2: Tuning
+    inversion: Inversion
+    sampling: Sampling
+    evaluation: Evaluation
+    eym_mini: Optional[EymMini] = None
+
+
+def _section_model(annotation):
+    """The Section model of a field (also inside Optional[...]), else None."""
+    candidates = [annotation, *getattr(annotation, "__args__", ())]
+    return next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+
+
+def unknown_keys(values: dict, model: type[BaseModel] = Parameters, prefix: str = "") -> list[str]:
+    """Messages for keys of ``values`` (a whole or partial parameter tree) that the schema lacks."""
+    problems = []
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        field = model.model_fields.get(key)
+        if field is None:
+            close = difflib.get_close_matches(str(key), list(model.model_fields), n=1, cutoff=0.6)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            if not prefix and not close:
+                hint = f" (no section '{key}'; sections: {', '.join(model.model_fields)})"
+            while isinstance(value, dict) and len(value) == 1:  # name the leaf, e.g. 'foo.bar'
+                key, value = next(iter(value.items()))
+                name += f".{key}"
+            problems.append(f"unknown parameter '{name}'{hint}")
+            continue
+        nested = _section_model(field.annotation)
+        if nested is not None and isinstance(value, dict):
+            problems += unknown_keys(value, nested, name + ".")
+    return problems
+
+
+def _dotted(loc: tuple) -> str:
+    return ".".join(str(part) for part in loc if not isinstance(part, int) or part < 0)
+
+
+def _lookup(tree: dict, loc: tuple):
+    node = tree
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            return None, False
+    return node, True
+
+
+def check_layers(layers: list[tuple[str, dict]], merged: dict) -> dict:
+    """Check every layer's keys and the merged values; raise InputError listing every problem.
+
+    ``layers``: (where the values came from, the values), in the order they were merged into
+    ``merged``. Returns ``merged``.
+    """
+    problems = [f"{problem} in {where}" for where, values in layers for problem in unknown_keys(values or {})]
+    if not problems:
+        try:
+            Parameters.model_validate(merged)
+        except ValidationError as exc:
+            for error in exc.errors():
+                loc = tuple(error["loc"])
+                value, _ = _lookup(merged, loc)
+                source = next((where for where, values in reversed(layers) if _lookup(values or {}, loc)[1]), None)
+                key = ".".join(str(p) for p in loc)
+                origin = f" (from {source})" if source else ""
+                if error["type"] == "missing":
+                    problems.append(f"parameter '{key}' is missing{origin}")
+                else:
+                    problems.append(f"parameter '{key}' = {value!r}{origin}: {error['msg'].lower()}")
+    if problems:
+        raise ParameterError(problems)
+    return merged
+
+
+class ParameterError(InputError):
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        head = problems[0] if len(problems) == 1 else f"{len(problems)} parameter problems:\n  " + "\n  ".join(problems)
+        super().__init__(head)
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(dotted key, type, description) of every parameter, for documentation."""
+    rows = []
+
+    def walk(model, prefix):
+        for name, field in model.model_fields.items():
+            nested = _section_model(field.annotation)
+            if nested is not None:
+                walk(nested, f"{prefix}{name}.")
+            else:
+                kind = getattr(field.annotation, "__name__", None) or str(field.annotation).replace("typing.", "")
+                rows.append((f"{prefix}{name}", kind, field.description or ""))
+
+    walk(Parameters, "")
+    return rows
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def read_layer(path: str | Path) -> dict:
+    """A parameters file (relative path parameters resolved against its folder)."""
+    from .manifest import resolve_path_params
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: parameters file not found")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(values, dict):
+        raise InputError(f"{path}: expected a mapping of parameter sections")
+    return resolve_path_params(values, path.parent)
+
+
+def merge_checked(layers: list[tuple[str, dict]]) -> dict:
+    """The layers merged in order and checked against the schema (every problem, naming its layer)."""
+    merged: dict = {}
+    for _, values in layers:
+        merged = deep_merge(merged, values or {})
+    return check_layers(layers, merged)
+
+
+def load_checked(files: list[str | Path]) -> dict:
+    """Parameter files merged in order and checked."""
+    return merge_checked([(str(f), read_layer(f)) for f in files])

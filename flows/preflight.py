@@ -1,0 +1,94 @@
+"""Checks before the first stage runs: the parameters against the schema, and the weights they name
+(located, not loaded), so that a typo or a missing model fails in a second, not after preprocessing."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from eym.errors import MissingWeightsError
+from eym.parameters import merge_checked
+
+log = logging.getLogger("eym")
+
+
+def check_weights(params: dict) -> list[str]:
+    """Every weight the parameters name that is not on this machine: one message each (empty: all found)."""
+    from eym_model.loading import BASE_PARTS, locate
+
+    model = params["model"]
+    allow, variant = bool(model.get("allow_download")), model.get("variant")
+    checks = [
+        lambda: locate(model["base"], "base model", BASE_PARTS, allow, variant),
+        lambda: locate(model["controlnet"], "ControlNet", (), allow, variant),
+    ]
+    pose, segmentation = params["pose"], params["segmentation"]
+    if pose["backend"] == "openpose":
+        from eym.detect.openpose_backend import locate_body_model
+
+        checks.append(lambda: locate_body_model(pose["annotator"], bool(pose["allow_download"])))
+    if pose["backend"] == "dwpose":
+        from eym.detect.dwpose_backend import locate as locate_dwpose
+
+        checks.append(lambda: locate_dwpose(pose["dwpose"], bool(pose["allow_download"])))
+    if segmentation["backend"] == "rembg":
+        from eym.detect.rembg_backend import locate as locate_rembg
+
+        checks.append(lambda: locate_rembg(segmentation["rembg_model"], segmentation["rembg_model_path"]))
+    problems = []
+    for check in checks:
+        try:
+            check()
+        except MissingWeightsError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def resolution_hint(params: dict) -> str | None:
+    """A warning when the frames' size differs from the size the base model was trained at."""
+    from eym_model.loading import locate
+
+    model = params["model"]
+    try:
+        folder = locate(model["base"], "base model", ("unet", "vae"), bool(model.get("allow_download")))
+        unet = json.loads((folder / "unet" / "config.json").read_text())
+        vae = json.loads((folder / "vae" / "config.json").read_text())
+    except (MissingWeightsError, OSError, ValueError):
+        return None
+    trained = int(unet.get("sample_size", 0)) * 2 ** (len(vae.get("block_out_channels", [0])) - 1)
+    frames = params["frames"]
+    if trained and (frames["width"], frames["height"]) != (trained, trained):
+        return (
+            f"the base model {model['base']} was trained at {trained}x{trained}, but frames are "
+            f"{frames['width']}x{frames['height']} (frames.width/height)"
+        )
+    return None
+
+
+def preflight(layers: list[tuple[str, dict]], weights: bool = True) -> dict:
+    """Merged, checked parameters; raises InputError naming every problem before anything runs."""
+    params = merge_checked(layers)
+    if weights:
+        problems = check_weights(params)
+        if problems:
+            raise MissingWeightsError("\n".join(problems))
+        hint = resolution_hint(params)
+        if hint:
+            log.warning("%s", hint)
+    return params
+
+
+def check_manifest(manifest: Path, repo_params: Path) -> list:
+    """Every row of a manifest, its parameters and the weights they name checked; returns the cases."""
+    from eym.manifest import read_manifest
+    from eym.parameters import read_layer
+
+    cases = read_manifest(manifest)
+    base = (str(repo_params), read_layer(repo_params))
+    seen = set()
+    for number, case in enumerate(cases, start=1):
+        key = repr(sorted(case.params.items()))
+        preflight([base, (f"{manifest}: row {number} (id {case.id!r})", case.params)], weights=key not in seen)
+        seen.add(key)
+    return cases

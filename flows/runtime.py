@@ -1,0 +1,220 @@
+"""eym-edit's processes, which never outlive it: stage processes, the temporary Prefect server, case locks.
+
+Each stage runs (through ``dvc repro``) in a process group of its own, started by ``SUPERVISOR``, so
+that Ctrl-C reaches eym-edit alone and eym-edit decides how to stop: it sends SIGTERM to every group
+(a tuning stage saves a checkpoint at its next step boundary and exits), waits, then kills what is
+left. Children learn eym-edit's PID from ``$EYM_SUPERVISOR_PID`` and stop when it is gone, so even a
+``kill -9`` of eym-edit leaves nothing running (eym.interrupt). The flows run in a worker thread
+while the main thread keeps the signal handlers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from eym.errors import InputError
+from eym.interrupt import SUPERVISOR_ENV, alive
+
+GRACE_SECONDS = 60.0  # how long a stopping stage may take to checkpoint before it is killed
+
+
+class Supervisor:
+    """The running child process groups of this eym-edit, and whether it was interrupted."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.procs: dict[int, tuple[subprocess.Popen, str]] = {}
+        self.signal: int | None = None
+        self.stopped = threading.Event()
+
+    def environment(self, env: dict | None = None) -> dict:
+        env = dict(os.environ if env is None else env)
+        env[SUPERVISOR_ENV] = str(os.getpid())
+        return env
+
+    def spawn(self, args: list[str], label: str = "", **kwargs) -> subprocess.Popen:
+        """Start ``args`` in a new process group that this supervisor stops on interruption."""
+        with self.lock:
+            if self.signal is not None:
+                raise InputError(f"{label or args[0]}: not started, eym-edit is stopping")
+            proc = subprocess.Popen(
+                args, start_new_session=True, env=self.environment(kwargs.pop("env", None)), **kwargs
+            )
+            self.procs[proc.pid] = (proc, label)
+        return proc
+
+    def release(self, proc: subprocess.Popen) -> None:
+        with self.lock:
+            self.procs.pop(proc.pid, None)
+
+    def running(self) -> list[str]:
+        with self.lock:
+            return [label for _, label in self.procs.values() if label]
+
+    def stop_all(self, grace: float = GRACE_SECONDS) -> None:
+        """SIGTERM to every group, then SIGKILL to the groups still alive after ``grace`` seconds."""
+        with self.lock:
+            procs = [proc for proc, _ in self.procs.values()]
+        for proc in procs:
+            _signal_group(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for proc in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        for proc in procs:
+            _signal_group(proc.pid, signal.SIGKILL)
+        self.stopped.set()
+
+    def on_signal(self, signum, frame) -> None:
+        if self.signal is not None:  # a second Ctrl-C: stop waiting for checkpoints
+            for proc, _ in list(self.procs.values()):
+                _signal_group(proc.pid, signal.SIGKILL)
+            return
+        self.signal = signum
+        name = signal.Signals(signum).name
+        running = ", ".join(self.running()) or "nothing"
+        print(
+            f"\neym-edit: {name} received while running {running}: stopping (press Ctrl-C again to kill)",
+            file=sys.stderr,
+            flush=True,
+        )
+        threading.Thread(target=self.stop_all, daemon=True, name="stop-stages").start()
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signum)
+
+
+SUPERVISOR = Supervisor()
+
+
+def run_supervised(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` in a worker thread while the main thread handles SIGINT and SIGTERM."""
+    result: dict = {}
+
+    def target():
+        try:
+            result["value"] = fn(*args, **kwargs)
+        except BaseException as exc:  # re-raised in the caller's thread
+            result["error"] = exc
+
+    previous = {s: signal.signal(s, SUPERVISOR.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    worker = threading.Thread(target=target, name="eym-edit-flow", daemon=True)
+    try:
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.2)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if SUPERVISOR.signal is not None:
+        SUPERVISOR.stopped.wait(GRACE_SECONDS + 5)
+    if "error" in result:
+        raise result["error"]
+    return result.get("value")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def prefect_api(timeout: float = 120.0):
+    """A Prefect API for the flows: $PREFECT_API_URL if set, else a temporary local server of our own
+    (its own process group, so Ctrl-C does not kill it mid-run; it stops when eym-edit ends or dies)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if os.environ.get("PREFECT_API_URL"):
+        yield os.environ["PREFECT_API_URL"]
+        return
+    import httpx
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    proc = SUPERVISOR.spawn(
+        [sys.executable, "-m", "flows.prefect_server", "--port", str(port)],
+        cwd=str(Path(__file__).resolve().parents[1]),
+        stdout=subprocess.DEVNULL,
+    )
+    SUPERVISOR.release(proc)  # stopped below, after the flows, not with the stages
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the temporary Prefect server exited with {proc.returncode}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the temporary Prefect server did not answer within {timeout:.0f} s")
+            time.sleep(0.2)
+        with temporary_settings({PREFECT_API_URL: url}):
+            yield url
+    finally:
+        _signal_group(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+class CaseLock:
+    """An exclusive lock on a case folder for one eym-edit (released by the kernel if it dies)."""
+
+    NAME = ".eym-edit.lock"
+
+    def __init__(self, case_dir: Path):
+        self.path = Path(case_dir) / self.NAME
+        self.file = None
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.path, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.seek(0)
+            holder = self.file.read().strip()
+            self.file.close()
+            try:
+                info = json.loads(holder)
+                who = f"eym-edit (pid {info['pid']}: {info['command']})" if alive(int(info["pid"])) else holder
+            except (ValueError, KeyError):
+                who = "another eym-edit"
+            raise InputError(
+                f"{self.path.parent}: this case is being run by {who}; wait for it to finish, or stop it "
+                "(Ctrl-C in its terminal, or kill its pid) and run again"
+            ) from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(json.dumps({"pid": os.getpid(), "command": " ".join(sys.argv)[:300]}))
+        self.file.flush()
+        return self
+
+    def __exit__(self, *exc):
+        with contextlib.suppress(OSError):
+            self.file.seek(0)
+            self.file.truncate()
+        self.file.close()
+
+
+@contextlib.contextmanager
+def case_locks(case_dirs: list[Path]):
+    with contextlib.ExitStack() as stack:
+        for case_dir in case_dirs:
+            stack.enter_context(CaseLock(case_dir))
+        yield

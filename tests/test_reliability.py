@@ -1,0 +1,210 @@
+"""Stopping and configuring safely, through eym-edit as a user runs it: Ctrl-C, SIGTERM and kill -9
+leave nothing running and lose nothing; bad parameters and missing weights fail before any stage;
+concurrent manifest writers; leftover checkpoints."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from flows.sandbox import TINY_CASE_PARAMS as TINY
+from flows.sandbox import make_workspace
+
+SLOW_TUNING = {**TINY, "stage1": {"steps": 400, "checkpoint_every": 5}}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, tiny_models):
+    root = make_workspace(tmp_path_factory.mktemp("reliability"), [("dance", "wave")], models=tiny_models)
+    (root / "inputs" / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    (root / "inputs" / "slow.yaml").write_text(yaml.safe_dump(SLOW_TUNING))
+    return root
+
+
+def eym_edit(workspace: Path, *args: str, tmp_path: Path, **kwargs) -> subprocess.Popen:
+    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"))
+    env.pop("PREFECT_API_URL", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", *args],
+        cwd=workspace,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal job is
+        **kwargs,
+    )
+
+
+def run_args(case_id: str, params: str = "inputs/slow.yaml", *extra: str) -> list[str]:
+    return [
+        "run",
+        "--source",
+        "inputs/p0/source.mp4",
+        "--reference",
+        "inputs/p0/reference.mp4",
+        "--prompt",
+        "a person",
+        "--params",
+        params,
+        "--id",
+        case_id,
+        *extra,
+    ]
+
+
+def descendants_of_run(pid: int) -> list[psutil.Process]:
+    """Every process started on behalf of eym-edit ``pid`` (they carry its pid in their environment)."""
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.environ().get("EYM_SUPERVISOR_PID") == str(pid) or proc.pid == pid:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def wait_for(check, timeout: float, what: str):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+def nothing_left(pid: int, timeout: float = 20.0) -> None:
+    def gone():
+        return not [p for p in descendants_of_run(pid) if p.status() != psutil.STATUS_ZOMBIE]
+
+    wait_for(gone, timeout, f"the processes of eym-edit {pid} to end: {descendants_of_run(pid)}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_during_tuning_stops_everything_and_the_rerun_resumes(workspace, tmp_path, signum, code):
+    case = workspace / "data" / "cases" / f"stop-{signum.name.lower()}"
+    proc = eym_edit(workspace, *run_args(case.name), tmp_path=tmp_path)
+    checkpoint = case / "stage1.ckpt" / "checkpoint.pt"
+    wait_for(lambda: checkpoint.exists() or proc.poll() is not None, 600, "the first stage-1 checkpoint")
+    assert proc.poll() is None, proc.communicate()
+    started = time.time()
+    os.killpg(proc.pid, signum)  # what a terminal's Ctrl-C (or `timeout`) does to the job
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == code, err[-2000:]
+    assert time.time() - started < 30
+    last = err.strip().splitlines()[-1]
+    assert "stage1 interrupted: at step" in last and "run the same command to resume" in last, err[-2000:]
+    assert "Traceback" not in err
+    nothing_left(proc.pid)
+    assert checkpoint.exists() and not (case / "stage1" / "weights.safetensors").exists()
+
+    again = eym_edit(workspace, *run_args(case.name, "inputs/slow.yaml", "--set", "stage1.steps=20"), tmp_path=tmp_path)
+    out, err = again.communicate(timeout=900)
+    assert again.returncode == 0, err[-3000:]
+    assert "resuming after step" in (case / "logs" / "stage1.log").read_text() or "checkpoint" in err
+    assert (case / "eval" / "metrics.json").is_file() and not checkpoint.parent.exists()
+
+
+@pytest.mark.slow
+def test_kill_9_of_eym_edit_leaves_no_orphans_and_a_rerun_works_at_once(workspace, tmp_path):
+    case = workspace / "data" / "cases" / "killed"
+    proc = eym_edit(workspace, *run_args(case.name), tmp_path=tmp_path)
+    checkpoint = case / "stage1.ckpt" / "checkpoint.pt"
+    wait_for(lambda: checkpoint.exists() or proc.poll() is not None, 600, "the first stage-1 checkpoint")
+    helpers = [p for p in descendants_of_run(proc.pid) if p.pid != proc.pid]
+    assert helpers, "no stage or server process was found"
+    os.kill(proc.pid, signal.SIGKILL)  # eym-edit alone
+    proc.communicate()
+    nothing_left(proc.pid, timeout=30)
+
+    again = eym_edit(workspace, *run_args(case.name, "inputs/tiny.yaml"), tmp_path=tmp_path)
+    out, err = again.communicate(timeout=900)
+    assert again.returncode == 0, err[-3000:]
+    assert "is busy" not in err and (case / "eval" / "metrics.json").is_file()
+
+
+def test_a_second_eym_edit_on_a_running_case_says_who_holds_it(workspace, tmp_path):
+    from flows.runtime import CaseLock
+
+    case = workspace / "data" / "cases" / "held"
+    with CaseLock(case):
+        other = eym_edit(workspace, "case", str(case), tmp_path=tmp_path)
+        case.joinpath("dvc.yaml").write_text("stages: {}\n")
+        out, err = other.communicate(timeout=120)
+    assert other.returncode == 2
+    assert "is being run by eym-edit (pid" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (
+            ["--set", "sampling.guidance_scal=7.5"],
+            "unknown parameter 'sampling.guidance_scal' (did you mean 'sampling.guidance_scale'?) in --set",
+        ),
+        (["--set", "stage1.stepz=10"], "did you mean 'stage1.steps'?"),
+        (["--set", "foo.bar=1"], "unknown parameter 'foo.bar'"),
+        (["--set", "stage1.steps=abc"], "parameter 'stage1.steps' = 'abc' (from --set)"),
+        (["--set", "model.spatial_attention=bogus"], "'rca', 'frame', 'sparse_causal' or 'full'"),
+        (["--set", "frames.count=-1"], "parameter 'frames.count' = -1 (from --set): input should be greater"),
+        (["--set", "model.base=/nonexistent"], "base model: folder /nonexistent does not exist"),
+        (["--pose-backend", "openpose", "--annotator", "/no/annotator"], "OpenPose annotator '/no/annotator'"),
+    ],
+)
+def test_bad_parameters_and_missing_weights_fail_before_any_stage(workspace, tmp_path, extra, message):
+    case_id = f"bad-{abs(hash(tuple(extra))) % 10**6}"
+    started = time.time()
+    proc = eym_edit(workspace, *run_args(case_id, "inputs/tiny.yaml", *extra), tmp_path=tmp_path)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, out + err
+    assert message in err and "Traceback" not in err
+    assert time.time() - started < 30
+    assert not (workspace / "data" / "cases" / case_id).exists()  # nothing created, no stage ran
+
+
+def test_a_bad_value_in_a_params_file_names_the_file(workspace, tmp_path):
+    bad = workspace / "inputs" / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**TINY, "offset": {"anchor": "elbow"}}))
+    proc = eym_edit(workspace, *run_args("bad-file", "inputs/bad.yaml"), tmp_path=tmp_path)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and f"parameter 'offset.anchor' = 'elbow' (from {bad})" in err
+
+
+def test_concurrent_writers_keep_every_manifest_row(tmp_path):
+    manifest = tmp_path / "manifest.yaml"
+    code = (
+        "import sys; from pathlib import Path; from flows.cli import add_to_manifest; "
+        "add_to_manifest(Path(sys.argv[1]), {'id': sys.argv[2], 'source': 's.mp4', 'reference': 'r.mp4'})"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    writers = [subprocess.Popen([sys.executable, "-c", code, str(manifest), f"case-{i}"], cwd=repo) for i in range(8)]
+    assert all(w.wait(timeout=120) == 0 for w in writers)
+    rows = yaml.safe_load(manifest.read_text())["cases"]
+    assert sorted(r["id"] for r in rows) == sorted(f"case-{i}" for i in range(8))
+
+
+@pytest.mark.slow
+def test_a_leftover_checkpoint_goes_when_the_output_is_restored_from_the_run_cache(workspace, tmp_path):
+    case = workspace / "data" / "cases" / "cached"
+    first = eym_edit(workspace, *run_args(case.name, "inputs/tiny.yaml"), tmp_path=tmp_path)
+    _, err = first.communicate(timeout=900)
+    assert first.returncode == 0, err[-3000:]
+    import shutil
+
+    shutil.rmtree(case / "stage1")  # DVC will restore it from its run cache, without running stage 1
+    (case / "stage1.ckpt").mkdir()
+    (case / "stage1.ckpt" / "checkpoint.pt").write_bytes(b"left over by an interrupted run")
+    again = eym_edit(workspace, "case", str(case), tmp_path=tmp_path)
+    _, err = again.communicate(timeout=900)
+    assert again.returncode == 0, err[-3000:]
+    assert (case / "stage1" / "weights.safetensors").is_file() and not (case / "stage1.ckpt").exists()
