@@ -1,0 +1,208 @@
+"""eym-mini's export phase: the diffusers folders, their evaluation on held-out frames, and the model card.
+
+Writes ``models/eym-mini/base`` (Stable Diffusion 1.5's layout: vae, text_encoder, tokenizer, unet,
+scheduler; weights in fp16) and ``models/eym-mini/controlnet``, then measures what ships, loaded
+back from those folders:
+
+- the VAE's reconstruction PSNR on every held-out frame;
+- whether ControlNet follows pose: diffusers' own ``StableDiffusionControlNetPipeline`` draws a
+  frame from random noise for each of the first ``eval_frames`` held-out skeletons (with that
+  frame's prompt), MediaPipe re-detects the pose (frames upscaled to ``detect_size``), and PCK@0.1
+  is taken against the conditioning skeleton; the same detector on the true held-out frames gives
+  the ceiling;
+- a grid image (skeleton | generated | true frame) for ``docs/``.
+
+Writes ``models/eym-mini/metrics.json`` and ``models/eym-mini/README.md`` (the model card).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from eym.atomic import atomic_path, write_json, write_text
+from eym.media import write_image
+from eym.skeleton import draw_skeletons, pck
+
+from . import BUILD_DIR, DATA_DIR, LOG_DIR, MODEL_DIR
+from .data import load_set
+from .diffusion import SD_SCHEDULE
+from .training import resolve_device
+from .vae import psnr, reconstruct, to_tensor
+
+log = logging.getLogger("eym")
+GRID = Path("docs/eym-mini-controlnet.png")
+
+
+def assemble(root: Path) -> tuple[Path, Path]:
+    """Write the base model and ControlNet folders from the phases' outputs (fp16 weights)."""
+    from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    built = root / BUILD_DIR / "diffusion"
+    pipe = StableDiffusionPipeline(
+        vae=AutoencoderKL.from_pretrained(root / BUILD_DIR / "vae"),
+        text_encoder=CLIPTextModel.from_pretrained(built / "text_encoder"),
+        tokenizer=CLIPTokenizer.from_pretrained(built / "tokenizer"),
+        unet=UNet2DConditionModel.from_pretrained(built / "unet"),
+        scheduler=DDIMScheduler.from_config(SD_SCHEDULE),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    base, controlnet = root / MODEL_DIR / "base", root / MODEL_DIR / "controlnet"
+    with atomic_path(base) as tmp:
+        pipe.to(torch.float16).save_pretrained(tmp)
+    with atomic_path(controlnet) as tmp:
+        ControlNetModel.from_pretrained(built / "controlnet").to(torch.float16).save_pretrained(tmp)
+    return base, controlnet
+
+
+@torch.no_grad()
+def controlnet_pose_check(base: Path, controlnet: Path, heldout, p: dict, device: str) -> dict:
+    """Frames drawn by diffusers' ControlNet pipeline from held-out skeletons, and their pose PCK."""
+    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
+    from PIL import Image
+
+    from eym.detect.mediapipe_backend import detect_poses
+
+    pipe = StableDiffusionControlNetPipeline.from_pretrained(
+        base,
+        controlnet=ControlNetModel.from_pretrained(controlnet, torch_dtype=torch.float32),
+        torch_dtype=torch.float32,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    ).to(device)
+    pipe.set_progress_bar_config(disable=True)
+    count, size = int(p["eval_frames"]), heldout.frames.shape[1]
+    truth_kp = heldout.keypoints[:count]
+    skeletons = draw_skeletons(truth_kp, size, size)
+    generated = []
+    for start in range(0, count, 16):
+        part = slice(start, min(count, start + 16))
+        out = pipe(
+            prompt=heldout.prompts[part],
+            image=[Image.fromarray(s) for s in skeletons[part]],
+            num_inference_steps=int(p["eval_steps"]),
+            guidance_scale=float(p["eval_guidance_scale"]),
+            generator=torch.Generator(device).manual_seed(int(p["eval_seed"]) + start),
+            output_type="np",
+        ).images
+        generated.append((out * 255).round().astype(np.uint8))
+    generated = np.concatenate(generated)
+
+    def detected(frames):
+        factor = int(p["detect_size"]) / size
+        big = np.stack([cv2.resize(f, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC) for f in frames])
+        kp = detect_poses(big, video_mode=False)
+        kp[..., :2] /= factor
+        return kp
+
+    found, found_truth = detected(generated), detected(np.asarray(heldout.frames[:count]))
+    return {
+        "frames": count,
+        "pck": pck(found, truth_kp, 0.1),
+        "pck_true_frames": pck(found_truth, truth_kp, 0.1),
+        "person_found": float(np.isfinite(found[:, :, 0]).any(1).mean()),
+        "skeletons": skeletons,
+        "generated": generated,
+    }
+
+
+def grid_image(skeletons, generated, truth, rows: int = 4, columns: int = 4) -> np.ndarray:
+    """(skeleton | generated | true frame) triplets, ``columns`` per row, at most ``rows`` rows."""
+    cells = [np.concatenate([s, g, t], 1) for s, g, t in zip(skeletons, generated, truth)][: rows * columns]
+    columns = min(columns, len(cells))
+    cells += [np.full_like(cells[0], 255)] * (-len(cells) % columns)
+    pad = np.full((cells[0].shape[0], 6, 3), 255, np.uint8)
+    lines = []
+    for r in range(len(cells) // columns):
+        row = cells[r * columns : (r + 1) * columns]
+        lines.append(np.concatenate([part for cell in row for part in (cell, pad)][:-1], 1))
+    gap = np.full((6, lines[0].shape[1], 3), 255, np.uint8)
+    return np.concatenate([part for line in lines for part in (line, gap)][:-1], 0)
+
+
+def export(params: dict, root: Path = Path(".")) -> dict:
+    from eym_model.loading import load_base_model
+
+    mini = params["eym_mini"]
+    p = mini["export"]
+    device = resolve_device(str(mini.get("device", "auto")))
+    base, controlnet = assemble(root)
+    heldout = load_set(root / DATA_DIR / "heldout")
+    shipped = load_base_model(str(base), torch.float32, device)
+    vae_psnr = psnr(reconstruct(shipped.vae, to_tensor(heldout.frames), device, "fp32"), to_tensor(heldout.frames))
+    check = controlnet_pose_check(base, controlnet, heldout, p, device)
+    write_image(root / GRID, grid_image(check["skeletons"], check["generated"], np.asarray(heldout.frames)))
+    metrics = {
+        "vae_heldout_psnr": round(vae_psnr, 3),
+        "vae_heldout_frames": len(heldout),
+        "controlnet_pck": round(check["pck"], 4),
+        "controlnet_pck_true_frames": round(check["pck_true_frames"], 4),
+        "controlnet_person_found": round(check["person_found"], 4),
+        "controlnet_eval_frames": check["frames"],
+        "parameters": parameter_counts(shipped, controlnet),
+        "train_seconds": train_seconds(root),
+        "weights_mb": round(sum(f.stat().st_size for f in (root / MODEL_DIR).rglob("*.safetensors")) / 2**20, 1),
+    }
+    write_json(root / MODEL_DIR / "metrics.json", metrics)
+    write_text(root / MODEL_DIR / "README.md", model_card(params, metrics))
+    log.info("eym-mini: %s", json.dumps(metrics))
+    return metrics
+
+
+def parameter_counts(shipped, controlnet: Path) -> dict:
+    from diffusers import ControlNetModel
+
+    parts = ("vae", "text_encoder", "unet")
+    count = {name: sum(q.numel() for q in getattr(shipped, name).parameters()) for name in parts}
+    count["controlnet"] = sum(q.numel() for q in ControlNetModel.from_pretrained(controlnet).parameters())
+    return count
+
+
+def train_seconds(root: Path) -> dict:
+    """Training time of each phase, from the last row of its loss log."""
+    out = {}
+    for phase in ("vae", "diffusion"):
+        lines = (root / LOG_DIR / f"{phase}_loss.tsv").read_text().splitlines()
+        header, last = lines[0].split("\t"), lines[-1].split("\t")
+        out[phase] = float(last[header.index("seconds")])
+    return out
+
+
+def model_card(params: dict, metrics: dict) -> str:
+    mini = params["eym_mini"]
+    d, v, f = mini["data"], mini["vae"], mini["diffusion"]
+    count = metrics["parameters"]
+    minutes = {k: round(s / 60, 1) for k, s in metrics["train_seconds"].items()}
+    return (
+        (Path(__file__).parent / "model_card.md")
+        .read_text()
+        .format(
+            size=d["size"],
+            frames=d["train_actors"] * d["poses_per_actor"],
+            actors=d["train_actors"],
+            heldout=d["heldout_actors"] * d["poses_per_actor"],
+            seed=mini["seed"],
+            vae_steps=v["steps"],
+            vae_batch=v["batch"],
+            diff_steps=f["steps"],
+            diff_batch=f["batch"],
+            vae_minutes=minutes["vae"],
+            diff_minutes=minutes["diffusion"],
+            machine=f"{platform.machine()}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}",
+            mparams={k: f"{n / 1e6:.2f} M" for k, n in count.items()},
+            weights_mb=metrics["weights_mb"],
+            **{k: metrics[k] for k in metrics if k.startswith(("vae_", "controlnet_"))},
+            eval_steps=mini["export"]["eval_steps"],
+            eval_guidance=mini["export"]["eval_guidance_scale"],
+        )
+    )

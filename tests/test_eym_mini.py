@@ -1,0 +1,154 @@
+"""eym-mini: seed ranges kept apart, its tokenizer, its training phases (resumable), and the shipped model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import yaml
+from conftest import REPO
+
+from eym.puppet.seeds import EVALUATION, HELDOUT, TRAINING, check_seed, seeds_for
+
+
+def test_evaluation_and_training_seeds_never_meet(tmp_path):
+    from eym.puppet.cases import make_case
+    from eym_model.mini.data import actor_frames
+
+    ranges = [set(range(r.start, r.start + 1000)) | {r.stop - 1} for r in (EVALUATION, TRAINING, HELDOUT)]
+    assert EVALUATION.stop <= TRAINING.start and TRAINING.stop <= HELDOUT.start
+    assert not (ranges[0] & ranges[1]) and not (ranges[1] & ranges[2])
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    benchmark = params["puppet"]["seed"] * 100003 + np.arange(params["puppet"]["cases"])
+    assert all(int(s) in EVALUATION for s in benchmark)
+    demo = (REPO / "scripts" / "run-demo.sh").read_text()
+    assert "--seed 1 " in demo and 1 in EVALUATION
+    with pytest.raises(ValueError, match="training range"):
+        make_case(tmp_path / "c", seed=TRAINING.start + 5, size=64, num_frames=2)
+    with pytest.raises(ValueError, match="evaluation range"):
+        actor_frames(3, "training", 64, 1)
+    assert check_seed(seeds_for("heldout", 2)[1], "heldout") == HELDOUT.start + 1
+
+
+def test_tokenizer_holds_every_puppet_prompt_word_as_one_token(tmp_path):
+    from eym.puppet.cases import make_case, read_case_info
+    from eym_model.mini.tokenizer import mini_tokenizer, puppet_words
+
+    tokenizer = mini_tokenizer()
+    for word in puppet_words():
+        assert len(tokenizer(word).input_ids) == 3, word  # start, the word, end
+    make_case(tmp_path / "c", seed=5, size=64, num_frames=2)
+    prompt = read_case_info(tmp_path / "c")["prompt"]
+    tokens = tokenizer.convert_ids_to_tokens(tokenizer(prompt).input_ids)[1:-1]
+    assert all(t.endswith("</w>") for t in tokens), tokens  # whole words (and "-"), no byte pieces
+    assert tokenizer("Any other text, even ünïcode!").input_ids[-1] == tokenizer.eos_token_id
+
+
+TINY_MINI = {
+    "eym_mini": {
+        "data": {"size": 64, "train_actors": 6, "heldout_actors": 2, "poses_per_actor": 2, "workers": 1},
+        "vae": {
+            "block_out_channels": [8, 8, 16, 16],
+            "norm_num_groups": 4,
+            "steps": 4,
+            "batch": 2,
+            "warmup": 1,
+            "checkpoint_every": 1,
+            "heldout_every": 2,
+            "heldout_check_frames": 2,
+        },
+        "diffusion": {
+            "text_encoder": {"hidden_size": 16, "intermediate_size": 32, "heads": 2, "layers": 1},
+            "unet": {"block_out_channels": [16, 32], "heads": 2, "norm_num_groups": 8},
+            "steps": 3,
+            "batch": 2,
+            "warmup": 1,
+            "checkpoint_every": 1,
+            "controlnet_dropout": 0.5,
+        },
+        "export": {"eval_frames": 2, "eval_steps": 2, "detect_size": 64},
+    }
+}
+
+
+def _phase(root, phase, *extra, env=None):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "eym_model.mini",
+            phase,
+            "--params",
+            str(REPO / "params.yaml"),
+            "--params",
+            str(root / "tiny.yaml"),
+            "--root",
+            str(root),
+            *extra,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_mini(tmp_path_factory):
+    """eym-mini's four phases at a toy size, run from the command line as DVC runs them."""
+    root = tmp_path_factory.mktemp("mini")
+    (root / "tiny.yaml").write_text(yaml.safe_dump(TINY_MINI))
+    for phase in ("data", "vae", "diffusion", "export"):
+        result = _phase(root, phase)
+        assert result.returncode == 0, phase + result.stderr[-3000:]
+    return root
+
+
+def test_phases_write_an_sd15_layout_that_the_project_and_diffusers_load(tiny_mini):
+    import json
+
+    from eym_model.components import load_components
+
+    base, controlnet = tiny_mini / "models/eym-mini/base", tiny_mini / "models/eym-mini/controlnet"
+    for part in ("vae", "text_encoder", "tokenizer", "unet", "scheduler"):
+        assert (base / part).is_dir(), part
+    components = load_components(
+        {
+            "base": str(base),
+            "controlnet": str(controlnet),
+            "device": "cpu",
+            "motion_attention_dim": 8,
+            "motion_attention_heads": 2,
+            "temporal_head_dim": 8,
+        }
+    )
+    assert components.latent_factor() == 16
+    metrics = json.loads((tiny_mini / "models/eym-mini/metrics.json").read_text())
+    assert metrics["controlnet_eval_frames"] == 2 and metrics["vae_heldout_psnr"] > 0  # the pipeline ran
+    card = (tiny_mini / "models/eym-mini/README.md").read_text()
+    assert "not a model of real footage" in card and "dvc repro eym_mini" in card
+    for phase in ("vae", "diffusion"):
+        rows = (tiny_mini / f"models/eym-mini/logs/{phase}_loss.tsv").read_text().splitlines()
+        assert rows[0].startswith("step\tloss\tlr\tseconds") and len(rows) == 1 + TINY_MINI["eym_mini"][phase]["steps"]
+
+
+def test_a_phase_stopped_by_its_time_budget_resumes_to_the_same_weights(tiny_mini, tmp_path):
+    from safetensors.torch import load_file
+
+    root = tmp_path / "again"
+    root.mkdir()
+    (root / "tiny.yaml").write_text(yaml.safe_dump(TINY_MINI))
+    (root / "data").symlink_to(tiny_mini / "data")
+    stopped = _phase(root, "vae", env={"EYM_MINI_MAX_MINUTES": "0.00001"})
+    assert stopped.returncode == 3, stopped.stderr[-2000:]
+    assert "stopped at step 1 of 4" in stopped.stderr and (root / "build/eym-mini/vae.ckpt/checkpoint.pt").is_file()
+    resumed = _phase(root, "vae")
+    assert resumed.returncode == 0 and "resuming after step 1" in resumed.stderr
+    a = load_file(tiny_mini / "build/eym-mini/vae/diffusion_pytorch_model.safetensors")
+    b = load_file(root / "build/eym-mini/vae/diffusion_pytorch_model.safetensors")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+    assert not (root / "build/eym-mini/vae.ckpt").exists()
