@@ -4,8 +4,8 @@
     .venv/bin/python benchmarks/orchestration.py --cases 80 --fresh 4
 
 Builds a throwaway DVC workspace with the tiny models and 128x128 puppet clips (2 tuning steps).
-One case is computed for real and copied to ``--cases`` up-to-date case folders (DVC's bookkeeping
-cost depends on the number of pipelines, not on what they computed); ``--fresh`` new cases with
+One case (a source and an edit) is computed for real and copied to ``--cases`` up-to-date cases
+(DVC's bookkeeping cost depends on the number of pipelines, not on what they computed); ``--fresh`` new cases with
 distinct inputs are then run through the batch flow with 1 and with 2 workers.
 """
 
@@ -13,24 +13,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-
-def dvc(root: Path, *args) -> float:
-    from flows.pipeline import stage_environment
-
-    start = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "-m", "dvc", *args], cwd=root, env=stage_environment(), capture_output=True, text=True
-    )
-    if out.returncode:
-        raise RuntimeError(out.stdout + out.stderr)
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -40,8 +25,10 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.update(DVC_NO_ANALYTICS="1", PREFECT_SERVER_ANALYTICS_ENABLED="false")
     from eym.puppet.motions import MOTIONS
-    from flows.cases import STAGE_NAMES, create_cases
-    from flows.sandbox import make_workspace, write_manifest
+    from flows.cases import EDIT_STAGE_NAMES, SOURCE_STAGE_NAMES, STAGE_NAMES, create_cases
+    from flows.sandbox import copy_edits, make_workspace, write_manifest
+    from flows.sandbox import timed_dvc as dvc
+    from stages.common import source_dir
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -50,20 +37,22 @@ def main() -> None:
         make_workspace(root, [(names[i % 7], names[(i + 3) % 7]) for i in range(1 + 2 * args.fresh)], seed=100)
         cases_root = root / "data" / "cases"
         (first,) = create_cases(write_manifest(root, "one", {"c000": "p0"}), cases_root, root)
+        source = source_dir(first)
         print("one case, stage by stage (dvc repro --single-item; process start-up included):")
         work = {}
-        for stage in STAGE_NAMES:
-            work[stage] = dvc(root, "repro", "--single-item", f"data/cases/c000/dvc.yaml:{stage}")
-            print(f"  {stage}: {work[stage]:.1f} s")
+        for folder, stages in ((source, SOURCE_STAGE_NAMES), (first, EDIT_STAGE_NAMES)):
+            rel = folder.relative_to(root)
+            for stage in stages:
+                work[stage] = dvc(root, "repro", "--single-item", f"{rel}/dvc.yaml:{stage}")
+                print(f"  {stage}: {work[stage]:.1f} s")
         print(f"  total {sum(work.values()):.1f} s")
 
-        for i in range(1, args.cases):
-            shutil.copytree(first, cases_root / f"c{i:03d}", symlinks=True)
-        print(f"\n{args.cases} up-to-date cases:")
+        copy_edits(source, [first], "c", args.cases - 1)
+        print(f"\n{args.cases} up-to-date cases (a source and an edit each):")
         for attempt in ("first", "second"):
             print(f"  no-op dvc repro --all-pipelines ({attempt}): {dvc(root, 'repro', '--all-pipelines'):.1f} s")
         print(f"  no-op dvc repro of one case: {dvc(root, 'repro', 'data/cases/c000/dvc.yaml'):.1f} s")
-        single = dvc(root, "--wait-for-lock", "repro", "--single-item", "data/cases/c000/dvc.yaml:frames")
+        single = dvc(root, "--wait-for-lock", "repro", "--single-item", "data/cases/c000/dvc.yaml:reference")
         print(f"  no-op dvc repro --single-item of one stage: {single:.2f} s")
 
         from prefect.testing.utilities import prefect_test_harness

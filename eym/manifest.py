@@ -4,7 +4,8 @@ cases:
   - id: puppet-000                 # letters, digits, '-', '_', '.'; unique
     source: puppet-000/source.mp4  # video or image; paths are relative to the manifest
     reference: puppet-000/reference.mp4   # video, or an OpenPose-18 keypoints .parquet
-    prompt: a person in a red t-shirt waving
+    prompt: a person in a red t-shirt waving        # describes the edit: sampling uses it
+    source_prompt: a person in a red t-shirt walking  # optional, describes the source: tuning uses it
     ground_truth: puppet-000/gt/edit.mp4  # optional: the expected edit, for metrics
     params: {stage2: {steps: 200}}         # optional: overrides of params.yaml for this case
 """
@@ -22,7 +23,7 @@ from .atomic import write_text
 from .errors import InputError
 from .media import is_image, is_video
 
-FIELDS = {"id", "source", "reference", "prompt", "ground_truth", "params", "variant"}
+FIELDS = {"id", "source", "reference", "prompt", "source_prompt", "ground_truth", "params", "variant"}
 # Parameters that name local files or folders. A value starting with ./ or ../ is relative to the
 # file it is written in (params.yaml, a case's params.yaml, or the manifest); other values are
 # absolute paths or hub ids.
@@ -50,6 +51,7 @@ class Case:
     ground_truth: Path | None = None
     params: dict = field(default_factory=dict)
     variant: str = "full"
+    source_prompt: str = ""  # tunes the source; empty: the prompt
 
     @property
     def source_is_image(self) -> bool:
@@ -64,6 +66,8 @@ class Case:
             return os.path.relpath(p, relative_to) if relative_to else str(p)
 
         row = {"id": self.id, "source": rel(self.source), "reference": rel(self.reference), "prompt": self.prompt}
+        if self.source_prompt:
+            row["source_prompt"] = self.source_prompt
         if self.ground_truth:
             row["ground_truth"] = rel(self.ground_truth)
         if self.params:
@@ -137,6 +141,7 @@ def parse_row(row, base_dir: Path, where: str) -> Case:
         ground_truth=files.get("ground_truth"),
         params=params,
         variant=variant,
+        source_prompt=str(row.get("source_prompt") or ""),
     )
 
 

@@ -116,8 +116,9 @@ def print_outputs(case_dir: Path) -> None:
         print(f"  {label:<13} {path}{'' if path.exists() else '  (missing)'}")
 
 
-def create_case_from(args) -> Path:
-    """The case folder (and manifest row) for --source/--reference and the parameter options."""
+def create_cases_from(args) -> list[Path]:
+    """The edit folders (and manifest rows) for --source, each --reference and the parameter options."""
+    from eym.errors import InputError
     from eym.manifest import parse_row
     from eym.parameters import read_layer
     from flows.cases import create_case
@@ -125,29 +126,41 @@ def create_case_from(args) -> Path:
     from flows.preflight import preflight
 
     workspace = repo_root(args.workspace)
-    source, reference = Path(args.source).resolve(), Path(args.reference).resolve()
-    case_id = args.id or default_id(source, reference)
+    source = Path(args.source).resolve()
+    references = [Path(r).resolve() for r in args.reference]
+    truths = [Path(t).resolve() for t in getattr(args, "ground_truth", None) or []]
+    if truths and len(truths) != len(references):
+        raise InputError(f"eym-edit: {len(truths)} --ground-truth for {len(references)} --reference: give one each")
     manifest = (args.manifest or workspace / "data" / "manifest.yaml").resolve()
-    row = {
-        "id": case_id,
-        "source": os.path.relpath(source, manifest.parent),
-        "reference": os.path.relpath(reference, manifest.parent),
-        "prompt": args.prompt,
-    }
-    if getattr(args, "ground_truth", None):
-        row["ground_truth"] = os.path.relpath(Path(args.ground_truth).resolve(), manifest.parent)
     layers = [(name, _absolute(values)) for name, values in override_layers(args)]
     params = _absolute(overrides_from(args))
-    if params:
-        row["params"] = params
-    case = parse_row(row, manifest.parent, "eym-edit")  # a bad row never reaches the manifest
+    rows, cases = [], []
+    for k, reference in enumerate(references):
+        case_id = args.id if args.id and len(references) == 1 else None
+        case_id = case_id or (f"{args.id}-{k + 1}" if args.id else default_id(source, reference))
+        row = {
+            "id": case_id,
+            "source": os.path.relpath(source, manifest.parent),
+            "reference": os.path.relpath(reference, manifest.parent),
+            "prompt": args.prompt,
+        }
+        if getattr(args, "source_prompt", None):
+            row["source_prompt"] = args.source_prompt
+        if truths:
+            row["ground_truth"] = os.path.relpath(truths[k], manifest.parent)
+        if params:
+            row["params"] = params
+        cases.append(parse_row(row, manifest.parent, "eym-edit"))  # a bad row never reaches the manifest
+        rows.append(row)
     repo_params = workspace / "params.yaml"
-    preflight([(str(repo_params), read_layer(repo_params)), *layers])
+    preflight([(str(repo_params), read_layer(repo_params)), *layers], models=args.command != "preview")
     manifest.parent.mkdir(parents=True, exist_ok=True)
-    add_to_manifest(manifest, row)
-    case_dir = create_case(case, workspace / args.cases_root, workspace)
-    print(f"case {case_id}: {case_dir} (manifest row in {manifest})")
-    return case_dir
+    folders = []
+    for row, case in zip(rows, cases):
+        add_to_manifest(manifest, row)
+        folders.append(create_case(case, workspace / args.cases_root, workspace))
+        print(f"case {case.id}: {folders[-1]} (manifest row in {manifest})")
+    return folders
 
 
 def _fail(exc) -> int:
@@ -159,78 +172,114 @@ def cmd_run(args) -> int:
     from eym.errors import EYMError
 
     try:
-        case_dir = create_case_from(args)
+        case_dirs = create_cases_from(args)
     except EYMError as exc:
         return _fail(exc)
-    return _run_case(case_dir, args)
+    return _run_cases(case_dirs, args)
 
 
-PREVIEW_STAGES = ("frames", "segment", "pose", "offset")
+SOURCE_PREVIEW = ("frames", "segment", "pose")  # of the source folder
+EDIT_PREVIEW = ("reference", "reference_pose", "offset")  # of each edit folder
 
 
 def cmd_preview(args) -> int:
     """Frames, segmentation, pose and retargeting only: the preview image and the verdict, in seconds."""
-    import json
-
     from eym.errors import EYMError
     from flows.pipeline import dvc_repro, stage_error
     from flows.runtime import case_locks, run_supervised
+    from stages.common import source_dir
 
     try:
-        case_dir = create_case_from(args)
+        case_dirs = create_cases_from(args)
     except EYMError as exc:
         return _fail(exc)
-    for stage in PREVIEW_STAGES:
+    steps = [(source_dir(case_dirs[0]), stage) for stage in SOURCE_PREVIEW]
+    steps += [(case, stage) for case in case_dirs for stage in EDIT_PREVIEW]
+    failed_offsets = {}
+    for folder, stage in steps:
         try:
-            with case_locks([case_dir]):
-                code, status, lines = run_supervised(dvc_repro, case_dir, stage)
+            with case_locks(case_dirs):
+                code, status, lines = run_supervised(dvc_repro, folder, stage)
         except EYMError as exc:
             return _fail(exc)
         if interrupted_exit():
             print(f"eym-edit: preview interrupted during {stage}", file=sys.stderr)
             return interrupted_exit()
-        print(f"  {stage}: {'up to date' if status == 'cached' else 'done'}" if code == 0 else f"  {stage}: failed")
+        print(
+            f"  {folder.name}/{stage}: " + ("up to date" if status == "cached" else "done" if code == 0 else "failed")
+        )
         if code != 0 and stage != "offset":
             print(f"eym-edit: {stage_error(stage, lines)}", file=sys.stderr)
             return 1
+        if code != 0:
+            failed_offsets[folder] = stage_error(stage, lines)
+    good = [preview_verdict(case, failed_offsets.get(case)) for case in case_dirs]
+    return 0 if all(good) else 1
+
+
+def preview_verdict(case_dir: Path, failure: str | None) -> bool:
+    """Print an edit's preview image, folder and retargeting verdict; True when it is good."""
+    import json
+
     meta_file = case_dir / "offset" / "meta.json"
-    failure = {"verdict": "bad", "problems": [stage_error("offset", lines)]}
-    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else failure
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {"verdict": "bad", "problems": [failure]}
     print(f"\npreview: {case_dir / 'offset' / 'preview.png'}\ncase folder: {case_dir}")
-    if meta["verdict"] == "good":
+    if meta["verdict"] == "good" and not failure:
         print(
             f"verdict: good ({meta['retarget']} retargeting, scale {meta['scale']:.3f} from "
             f"{', '.join(meta['segments'])}; anchor {meta['anchor']}; {meta['inside_fraction']:.0%} of the joints "
             f"inside the frame)"
         )
-        return 0
+        return True
     print("verdict: bad")
-    for problem in meta.get("problems", []):
+    for problem in meta.get("problems") or [failure]:
         print(f"  - {problem}")
-    return 1
+    return False
 
 
-def _run_case(case_dir: Path, args) -> int:
+def _run_cases(case_dirs: list[Path], args) -> int:
     from eym.errors import EYMError
-    from flows.pipeline import edit_case
+    from flows.pipeline import edit_case, edit_cases
     from flows.runtime import case_locks, prefect_api, run_supervised
 
     def flow():
         with prefect_api():
-            return edit_case(str(case_dir), retries=args.retries, gpu_slots=args.gpus, return_state=True)
+            if len(case_dirs) == 1:
+                state = edit_case(str(case_dirs[0]), retries=args.retries, gpu_slots=args.gpus, return_state=True)
+                return [state.result(raise_on_failure=False)]  # the row, also of a failed case
+            return edit_cases([str(c) for c in case_dirs], retries=args.retries, gpu_slots=args.gpus)
 
     try:
-        with case_locks([case_dir]):
-            state = run_supervised(flow)
+        with case_locks(case_dirs):
+            rows = run_supervised(flow)
     except EYMError as exc:
         return _fail(exc)
+    failed = [r for r in rows if not isinstance(r, dict) or r["status"] != "ok"]
     if interrupted_exit():
-        print(f"eym-edit: {state.message}; nothing is lost: run the same command to resume", file=sys.stderr)
+        for row in failed:
+            reason = f"{row['failed_stage']}: {row['reason']}" if isinstance(row, dict) else str(row)
+            print(f"eym-edit: {row['case'] if isinstance(row, dict) else ''} {reason}", file=sys.stderr)
+        print("eym-edit: interrupted; nothing is lost: run the same command to resume", file=sys.stderr)
         return interrupted_exit()
-    if state.is_failed():
-        print(f"\neym-edit: {state.message}", file=sys.stderr)
-    print_outputs(case_dir)
-    return 1 if state.is_failed() else 0
+    for row in rows:
+        report_source(row)
+    for row, case_dir in zip(rows, case_dirs):
+        if not isinstance(row, dict) or row["status"] != "ok":
+            reason = f"failed at {row['failed_stage']}: {row['reason']}" if isinstance(row, dict) else str(row)
+            print(f"\neym-edit: case {case_dir.name} {reason}", file=sys.stderr)
+        print_outputs(case_dir)
+    return 1 if failed else 0
+
+
+def report_source(row) -> None:
+    """Say whether the edit reused its tuned source or tuned it now."""
+    if not isinstance(row, dict) or not row.get("source"):
+        return
+    tuned = [s for s in ("stage1", "stage2", "invert") if f"source {s}" in row["ran"]]
+    if row["status"] == "ok" and not tuned:
+        print(f"source {row['source']}: reused as tuned and inverted before (stage 1, stage 2, inversion up to date)")
+    elif tuned:
+        print(f"source {row['source']}: {', '.join(tuned)} ran for this edit")
 
 
 def interrupted_exit() -> int:
@@ -255,7 +304,7 @@ def cmd_case(args) -> int:
         preflight([(str(f), read_layer(f)) for f in default_params_files(case_dir)])
     except EYMError as exc:
         return _fail(exc)
-    return _run_case(case_dir, args)
+    return _run_cases([case_dir], args)
 
 
 def cmd_batch(args) -> int:
@@ -325,8 +374,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for p in (run, preview):
         p.add_argument("--source", required=True, help="source video (or a single image) of the person to keep")
-        p.add_argument("--reference", required=True, help="reference video, or an OpenPose-18 keypoints .parquet")
-        p.add_argument("--prompt", default="", help="text describing the edited video")
+        p.add_argument(
+            "--reference",
+            required=True,
+            action="append",
+            help="reference video, or an OpenPose-18 keypoints .parquet; repeat it to edit the source with several "
+            "motions (the source is tuned once)",
+        )
+        p.add_argument("--prompt", default="", help="text describing the edited video (sampling uses it)")
+        p.add_argument("--source-prompt", help="text describing the source video (tuning uses it; default: --prompt)")
         p.add_argument("--id", help="case id (default: <source>-to-<reference>)")
         p.add_argument("--pose-backend", choices=["mediapipe", "openpose", "dwpose"], help="default: mediapipe")
         p.add_argument("--annotator", help="OpenPose annotator weights: hub id or folder")
@@ -347,7 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--manifest", type=Path, help="manifest to add the case to (default: data/manifest.yaml)")
         p.add_argument("--cases-root", default="data/cases", help="where case folders go (default data/cases)")
         p.add_argument("--workspace", type=Path, default=Path.cwd(), help="the DVC workspace (default: here)")
-    run.add_argument("--ground-truth", help="expected result video, to compute PSNR/SSIM/LPIPS")
+    run.add_argument(
+        "--ground-truth", action="append", help="expected result video, to compute PSNR/SSIM/LPIPS (one per reference)"
+    )
     run.add_argument("--base-model", help="Stable Diffusion 1.5: hub id or diffusers folder (default in params.yaml)")
     run.add_argument("--controlnet", help="ControlNet-OpenPose: hub id or folder")
     run.set_defaults(func=cmd_run)

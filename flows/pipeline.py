@@ -23,13 +23,12 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import wait
 from prefect.states import Failed
 
 from eym.errors import InputError
 from eym.parameters import read_layer
 
-from .cases import STAGE_NAMES, create_cases
+from .cases import EDIT_STAGE_NAMES, SOURCE_STAGE_NAMES, create_cases
 
 GPU_STAGES = {"stage1", "stage2", "invert", "sample"}
 _gpu_slots = threading.BoundedSemaphore(1)
@@ -184,35 +183,137 @@ def _worker_name() -> str:
         return socket.gethostname()
 
 
-def _submit_case(case_dir: Path, retries: int, gpu_resource: bool) -> dict:
-    """Submit the stages of one case, each waiting for the one before; returns their futures.
+class Submitter:
+    """Submits stage tasks: GPU stages tagged ``gpu`` (and, on Dask, annotated with ``GPU=1``)."""
 
-    ``gpu_resource``: annotate GPU stages with the Dask resource ``GPU=1`` (DaskTaskRunner).
-    """
-    import contextlib
+    def __init__(self, retries: int, gpu_resource: bool):
+        self.retries, self.gpu_resource = retries, gpu_resource
 
-    futures, previous = {}, None
-    for name in STAGE_NAMES:
-        gpu = name in GPU_STAGES
-        submit = run_stage.with_options(retries=retries, tags=["gpu"] if gpu else ["cpu"]).submit
+    def __call__(self, folder: Path, stage: str, wait_for=None):
+        import contextlib
+
+        gpu = stage in GPU_STAGES
+        submit = run_stage.with_options(retries=self.retries, tags=["gpu"] if gpu else ["cpu"]).submit
         annotate = contextlib.nullcontext()
-        if gpu and gpu_resource:
+        if gpu and self.gpu_resource:
             import dask
 
             annotate = dask.annotate(resources={"GPU": 1})
         with annotate:
-            futures[name] = submit(str(case_dir), case_dir.name, name, wait_for=[previous] if previous else None)
-        previous = futures[name]
-    return futures
+            return submit(str(folder), folder.name, stage, wait_for=[f for f in wait_for or [] if f is not None])
 
 
-def _case_summary(case_dir: Path, futures: dict) -> dict:
-    """Status of a case from its stage futures: the first failed stage and its reason, or metrics."""
+def _group_by_source(case_dirs: list[Path]) -> dict[Path, list[Path]]:
+    from stages.common import source_dir
+
+    groups: dict[Path, list[Path]] = {}
+    for case in case_dirs:
+        groups.setdefault(source_dir(case), []).append(case)
+    return groups
+
+
+def _submit_preparation(submit: Submitter, source: Path, edits: list[Path]):
+    """A source's preparation, and each edit's reference and retargeting (which waits for the source's pose)."""
+    futures = {"frames": submit(source, "frames")}
+    futures["segment"] = submit(source, "segment", [futures["frames"]])
+    futures["pose"] = submit(source, "pose", [futures["segment"]])
+    edit_futures = {}
+    for edit in edits:
+        reference = submit(edit, "reference", [futures["frames"]])
+        reference_pose = submit(edit, "reference_pose", [reference])
+        offset = submit(edit, "offset", [reference_pose, futures["pose"]])
+        edit_futures[edit] = {"reference": reference, "reference_pose": reference_pose, "offset": offset}
+    return futures, edit_futures
+
+
+def _submit_tuning(submit: Submitter, source: Path, futures: dict, edit_futures: dict) -> None:
+    """Tuning, inversion and sampling, once the source's edits are retargeted; no tuning (and no
+    GPU time) when no edit passed its retargeting check."""
+    good = [e for e, f in edit_futures.items() if f["offset"].state.is_completed()]
+    if not good:
+        return
+    futures["stage1"] = submit(source, "stage1", [futures["pose"]])
+    futures["stage2"] = submit(source, "stage2", [futures["stage1"]])
+    futures["invert"] = submit(source, "invert", [futures["stage2"]])
+    for edit in good:
+        f = edit_futures[edit]
+        f["sample"] = submit(edit, "sample", [futures["invert"], f["offset"]])
+        f["evaluate"] = submit(edit, "evaluate", [f["sample"]])
+
+
+def run_sources(case_dirs: list[Path], retries: int, gpu_resource: bool, progress_key: str | None = None) -> list[dict]:
+    """Every edit's source prepared, tuned and inverted once, and every edit made from it; sources run
+    concurrently (the task runner's workers), a failed source fails its own edits only. With
+    ``progress_key``, a Prefect progress artifact follows the stages done. Returns a row per edit."""
+    submit = Submitter(retries, gpu_resource)
+    groups = _group_by_source(case_dirs)
+    submitted = {source: _submit_preparation(submit, source, edits) for source, edits in groups.items()}
+    total = sum(len(SOURCE_STAGE_NAMES) + len(edits) * len(EDIT_STAGE_NAMES) for edits in groups.values())
+    progress = create_progress_artifact(0.0, key=progress_key, description="stages done") if progress_key else None
+    waiting, done = set(groups), -1
+    while True:
+        for source in sorted(waiting):  # a source's tuning starts as soon as its edits are retargeted
+            futures, edit_futures = submitted[source]
+            if all(_finished(f["offset"]) for f in edit_futures.values()):
+                _submit_tuning(submit, source, futures, edit_futures)
+                waiting.discard(source)
+        everything = [f for fs, efs in submitted.values() for f in [*fs.values(), *_flatten(efs)]]
+        finished = sum(_finished(f) for f in everything)
+        if progress is not None and finished != done:
+            update_progress_artifact(progress, 100.0 * finished / total)
+            done = finished
+        if not waiting and finished == len(everything):
+            break
+        time.sleep(0.2)
+    source_of = {edit: source for source, edits in groups.items() for edit in edits}
+    return [_case_summary(edit, source_of[edit], *_futures_of(submitted[source_of[edit]], edit)) for edit in case_dirs]
+
+
+def _futures_of(submitted: tuple, edit: Path) -> tuple[dict, dict]:
+    futures, edit_futures = submitted
+    return futures, edit_futures[edit]
+
+
+def _finished(future) -> bool:
+    """Whether a task's run is over (ended in any state, including an upstream's failure)."""
+    if not future.wrapped_future.done():
+        return False
+    future.wait(0)  # records the final state
+    return True
+
+
+def _flatten(edit_futures: dict) -> list:
+    return [f for stages in edit_futures.values() for f in stages.values()]
+
+
+def _outcome(row: dict, where: str, name: str, future) -> bool:
+    """Add a stage's outcome to a summary row; False (and the reason) when it did not complete."""
+    if future is None:
+        row.update(status="failed", failed_stage=where + name, reason=f"{name} did not run")
+        return False
+    state = future.state
+    if state.is_completed():
+        outcome: StageOutcome = future.result()
+        row["seconds"] += outcome.seconds
+        row["stages_run" if outcome.status == "ran" else "stages_cached"] += 1
+        row["workers"][where + name] = outcome.worker
+        if outcome.status == "ran":
+            row["ran"].append(where + name)
+        return True
+    reason = state.message if state.is_failed() and state.message else f"{name} did not run ({state.name})"
+    row.update(status="failed", failed_stage=where + name, reason=reason)
+    return False
+
+
+def _case_summary(case_dir: Path, source: Path, source_futures: dict, edit_futures: dict) -> dict:
+    """Status of an edit from its source's and its own stage futures: the first failed stage (a
+    failed source stage fails the edit with the source's reason) and its reason, or its metrics."""
     from stages.common import read_case
 
     row = {
         "case": case_dir.name,
         "case_dir": str(case_dir),
+        "source": source.name,
         "variant": read_case(case_dir).variant,
         "status": "ok",
         "failed_stage": None,
@@ -223,18 +324,13 @@ def _case_summary(case_dir: Path, futures: dict) -> dict:
         "ran": [],
         "workers": {},
     }
-    for name in STAGE_NAMES:
-        state = futures[name].state
-        if state.is_completed():
-            outcome: StageOutcome = futures[name].result()
-            row["seconds"] += outcome.seconds
-            row["stages_run" if outcome.status == "ran" else "stages_cached"] += 1
-            row["workers"][name] = outcome.worker
-            if outcome.status == "ran":
-                row["ran"].append(name)
-        elif row["status"] == "ok":
-            reason = state.message if state.is_failed() and state.message else f"{name} did not run ({state.name})"
-            row.update(status="failed", failed_stage=name, reason=reason)
+    order = [("source ", n, source_futures.get(n)) for n in SOURCE_STAGE_NAMES[:3]]
+    order += [("", n, edit_futures.get(n)) for n in ("reference", "reference_pose", "offset")]
+    order += [("source ", n, source_futures.get(n)) for n in SOURCE_STAGE_NAMES[3:]]
+    order += [("", n, edit_futures.get(n)) for n in ("sample", "evaluate")]
+    for where, name, future in order:
+        if not _outcome(row, where, name, future):
+            break
     metrics = case_dir / "eval" / "metrics.json"
     if row["status"] == "ok" and metrics.is_file():
         row.update({k: v for k, v in json.loads(metrics.read_text()).items() if isinstance(v, (int, float))})
@@ -248,7 +344,7 @@ def _artifact_key(text: str) -> str:
 
 @flow(name="edit-case", log_prints=True)
 def edit_case(case_dir: str, retries: int = 0, gpu_slots: int = 1) -> dict:
-    """Run (or bring up to date) the nine stages of one case folder; returns its summary row."""
+    """Run (or bring up to date) one edit folder and its source; returns the edit's summary row."""
     from stages.common import default_params_files
 
     from .preflight import preflight
@@ -256,20 +352,22 @@ def edit_case(case_dir: str, retries: int = 0, gpu_slots: int = 1) -> dict:
     set_gpu_slots(gpu_slots)
     case = Path(case_dir).resolve()
     preflight([(str(f), read_layer(f)) for f in default_params_files(case)])
-    progress = create_progress_artifact(
-        0.0, key=f"{_artifact_key(case.name)}-progress", description=f"stages done for {case.name}"
-    )
-    futures = _submit_case(case, retries, gpu_resource=False)
-    for index, name in enumerate(STAGE_NAMES, start=1):
-        futures[name].wait()
-        update_progress_artifact(progress, 100.0 * index / len(STAGE_NAMES))
-    row = _case_summary(case, futures)
+    (row,) = run_sources([case], retries, gpu_resource=False, progress_key=f"{_artifact_key(case.name)}-progress")
     create_markdown_artifact(
         _summary_markdown([row]), key=f"{_artifact_key(case.name)}-summary", description=f"edit of {case.name}"
     )
     if row["status"] != "ok":
         return Failed(message=f"case {case.name} failed at {row['failed_stage']}: {row['reason']}", data=row)
     return row
+
+
+@flow(name="edit-cases", log_prints=True)
+def edit_cases(case_dirs: list[str], retries: int = 0, gpu_slots: int = 1) -> list[dict]:
+    """Run (or bring up to date) several edit folders (e.g. one source with several references)."""
+    set_gpu_slots(gpu_slots)
+    rows = run_sources([Path(c).resolve() for c in case_dirs], retries, gpu_resource=False)
+    create_markdown_artifact(_summary_markdown(rows), key="edits-summary", description="edits")
+    return rows
 
 
 @flow(name="edit-batch", log_prints=True)
@@ -281,11 +379,11 @@ def edit_batch(
     gpu_slots: int = 1,
     gpu_resource: bool = False,
 ) -> list[dict]:
-    """Create the manifest's case folders and run every case; a failed case does not stop the others.
+    """Create the manifest's source and edit folders and run them; a failed case does not stop the others.
 
-    Cases run concurrently (the task runner's workers); within a case the stages run in order.
-    Ends with a summary table (Prefect artifact) and, when ``report_dir`` is given, the batch
-    report (metrics table as Parquet, markdown summary and HTML page).
+    Each source is prepared, tuned and inverted once, its edits after it; sources run concurrently
+    (the task runner's workers). Ends with a summary table (Prefect artifact) and, when
+    ``report_dir`` is given, the batch report (metrics table as Parquet, markdown summary, HTML page).
     """
     from .preflight import check_manifest
 
@@ -294,10 +392,9 @@ def edit_batch(
     workspace = repo_root(Path(cases_root).resolve().parent)
     check_manifest(Path(manifest), workspace / "params.yaml")
     cases = create_cases(manifest, Path(cases_root).resolve(), workspace)
-    logger.info("batch of %d cases from %s", len(cases), manifest)
-    all_futures = {case: _submit_case(case, retries, gpu_resource) for case in cases}
-    wait([f for futures in all_futures.values() for f in futures.values()])
-    rows = [_case_summary(case, futures) for case, futures in all_futures.items()]
+    sources = len(_group_by_source(cases))
+    logger.info("batch of %d edits of %d sources from %s", len(cases), sources, manifest)
+    rows = run_sources(cases, retries, gpu_resource)
     create_markdown_artifact(_summary_markdown(rows), key="batch-summary", description=f"batch {manifest}")
     failed = [r for r in rows if r["status"] != "ok"]
     logger.info("batch done: %d ok, %d failed", len(rows) - len(failed), len(failed))

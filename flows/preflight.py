@@ -13,16 +13,17 @@ from eym.parameters import merge_checked
 log = logging.getLogger("eym")
 
 
-def check_weights(params: dict) -> list[str]:
-    """Every weight the parameters name that is not on this machine: one message each (empty: all found)."""
+def check_weights(params: dict, models: bool = True) -> list[str]:
+    """Every weight the parameters name that is not on this machine: one message each (empty: all
+    found). ``models``: also the base model and ControlNet (not needed to preview a retargeting)."""
     from eym_model.loading import BASE_PARTS, locate
 
     model = params["model"]
     allow, variant = bool(model.get("allow_download")), model.get("variant")
-    checks = [
-        lambda: locate(model["base"], "base model", BASE_PARTS, allow, variant),
-        lambda: locate(model["controlnet"], "ControlNet", (), allow, variant),
-    ]
+    checks = []
+    if models:
+        checks.append(lambda: locate(model["base"], "base model", BASE_PARTS, allow, variant))
+        checks.append(lambda: locate(model["controlnet"], "ControlNet", (), allow, variant))
     pose, segmentation = params["pose"], params["segmentation"]
     if pose["backend"] == "openpose":
         from eym.detect.openpose_backend import locate_body_model
@@ -66,13 +67,14 @@ def resolution_hint(params: dict) -> str | None:
     return None
 
 
-def preflight(layers: list[tuple[str, dict]], weights: bool = True) -> dict:
+def preflight(layers: list[tuple[str, dict]], weights: bool = True, models: bool = True) -> dict:
     """Merged, checked parameters; raises InputError naming every problem before anything runs."""
     params = merge_checked(layers)
     if weights:
-        problems = check_weights(params)
+        problems = check_weights(params, models)
         if problems:
             raise MissingWeightsError("\n".join(problems))
+    if weights and models:
         hint = resolution_hint(params)
         if hint:
             log.warning("%s", hint)

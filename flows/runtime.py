@@ -177,9 +177,19 @@ class CaseLock:
 
     NAME = ".eym-edit.lock"
 
-    def __init__(self, case_dir: Path):
+    def __init__(self, case_dir: Path, wait: bool = False):
         self.path = Path(case_dir) / self.NAME
         self.file = None
+        self.wait = wait
+
+    def _holder(self) -> str:
+        self.file.seek(0)
+        holder = self.file.read().strip()
+        try:
+            info = json.loads(holder)
+            return f"eym-edit (pid {info['pid']}: {info['command']})" if alive(int(info["pid"])) else holder
+        except (ValueError, KeyError):
+            return "another eym-edit"
 
     def __enter__(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -187,18 +197,19 @@ class CaseLock:
         try:
             fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self.file.seek(0)
-            holder = self.file.read().strip()
+            who = self._holder()
+            if self.wait:  # a shared source: wait for the other run to finish with it
+                print(f"eym-edit: waiting for {who} to finish with {self.path.parent}", file=sys.stderr, flush=True)
+                fcntl.flock(self.file, fcntl.LOCK_EX)
+                return self._claim()
             self.file.close()
-            try:
-                info = json.loads(holder)
-                who = f"eym-edit (pid {info['pid']}: {info['command']})" if alive(int(info["pid"])) else holder
-            except (ValueError, KeyError):
-                who = "another eym-edit"
             raise InputError(
                 f"{self.path.parent}: this case is being run by {who}; wait for it to finish, or stop it "
                 "(Ctrl-C in its terminal, or kill its pid) and run again"
             ) from None
+        return self._claim()
+
+    def _claim(self):
         self.file.seek(0)
         self.file.truncate()
         self.file.write(json.dumps({"pid": os.getpid(), "command": " ".join(sys.argv)[:300]}))
@@ -214,7 +225,13 @@ class CaseLock:
 
 @contextlib.contextmanager
 def case_locks(case_dirs: list[Path]):
+    """Locks on edit folders (another eym-edit on one of them is an error) and on their source
+    folders (another eym-edit preparing the same source is waited for)."""
+    from stages.common import source_dir
+
     with contextlib.ExitStack() as stack:
         for case_dir in case_dirs:
             stack.enter_context(CaseLock(case_dir))
+        for folder in sorted({source_dir(c) for c in case_dirs} - {Path(c).resolve() for c in case_dirs}):
+            stack.enter_context(CaseLock(folder, wait=True))
         yield

@@ -29,7 +29,7 @@ TINY_CASE_PARAMS = {
     "stage1": {"steps": 2},
     "stage2": {"steps": 2},
     "inversion": {"steps": 2},
-    "sampling": {"steps": 2},
+    "sampling": {"steps": 2, "eta": 0.0},
 }
 
 
@@ -64,24 +64,61 @@ def make_workspace(
     return root
 
 
-def write_manifest(root: Path, name: str, cases: dict[str, str], params: dict = TINY_CASE_PARAMS) -> Path:
+def write_manifest(root: Path, name: str, cases: dict, params: dict = TINY_CASE_PARAMS) -> Path:
     """``inputs/manifest-<name>.yaml`` with ``cases`` mapping an id to an input folder (p0, p1, ...),
-    or to the name of a file in ``inputs/`` used as the (broken) source."""
+    to a (source folder, reference folder) pair (no ground truth then: it belongs to neither), or to
+    the name of a file in ``inputs/`` used as the (broken) source."""
     rows = []
-    for case_id, folder in cases.items():
-        input_dir = root / "inputs" / folder
-        base = folder if input_dir.is_dir() else "p0"
-        source = f"{folder}/source.mp4" if input_dir.is_dir() else folder
-        rows.append(
-            {
-                "id": case_id,
-                "source": source,
-                "reference": f"{base}/reference.mp4",
-                "prompt": "a person moving",
-                "ground_truth": f"{base}/gt/edit.mp4",
-                "params": params,
-            }
-        )
+    for case_id, where in cases.items():
+        source_folder, reference_folder = where if isinstance(where, tuple) else (where, where)
+        pair = isinstance(where, tuple)
+        input_dir = root / "inputs" / source_folder
+        base = reference_folder if (root / "inputs" / reference_folder).is_dir() else "p0"
+        row = {
+            "id": case_id,
+            "source": f"{source_folder}/source.mp4" if input_dir.is_dir() else source_folder,
+            "reference": f"{base}/reference.mp4",
+            "prompt": "a person moving",
+            "source_prompt": "a person",
+            "params": params,
+        }
+        if not pair:
+            row["ground_truth"] = f"{base}/gt/edit.mp4"
+        rows.append(row)
     path = root / "inputs" / f"manifest-{name}.yaml"  # never dvc.yaml: DVC reads every file of that name
     path.write_text(yaml.safe_dump({"cases": rows}))
     return path
+
+
+def copy_edits(source: Path, edits: list[Path], tag: str, count: int) -> list[Path]:
+    """``count`` copies of an up-to-date source folder with its edit folders, renamed and pointing at
+    each other (DVC's bookkeeping depends on the pipelines, not on what they computed: benchmarks
+    measure it on copies). Returns the new edit folders."""
+    made = []
+    for k in range(count):
+        new_source = source.with_name(f"{source.name}-{tag}{k}")
+        shutil.copytree(source, new_source, symlinks=True)
+        for edit in edits:
+            new_edit = edit.with_name(f"{edit.name}-{tag}{k}")
+            shutil.copytree(edit, new_edit, symlinks=True)
+            for name in ("case.yaml", "dvc.yaml", "dvc.lock"):
+                path = new_edit / name
+                if path.is_file():
+                    path.write_text(path.read_text().replace(f"sources/{source.name}", f"sources/{new_source.name}"))
+            made.append(new_edit)
+    return made
+
+
+def timed_dvc(root: Path, *args) -> float:
+    """Seconds of one ``dvc`` command in the workspace (which must succeed)."""
+    import time
+
+    from .pipeline import stage_environment
+
+    start = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "dvc", *args], cwd=root, env=stage_environment(), capture_output=True, text=True
+    )
+    if out.returncode:
+        raise RuntimeError(out.stdout + out.stderr)
+    return time.perf_counter() - start

@@ -1,8 +1,10 @@
 """What every stage shares: the case folder, merged parameters, logging and the command line.
 
-A case folder (``data/cases/<id>/``) holds ``case.yaml`` (the case's id and input files, paths
-relative to the folder), an optional ``params.yaml`` with the case's prompt and parameter
-overrides, and one sub-folder per stage output. Every stage is ``run(case_dir, params)`` in Python
+A pipeline folder holds ``case.yaml`` (its id and input files, paths relative to the folder), an
+optional ``params.yaml`` with its prompt and parameter overrides, and one sub-folder per stage
+output. A source folder (``data/sources/<id>/``) prepares, tunes and inverts one source; an edit
+folder (``data/cases/<id>/``) retargets one reference onto it, samples and evaluates; a
+self-contained folder holds both. Every stage is ``run(case_dir, params)`` in Python
 and ``python -m stages.<name> CASE_DIR [--params FILE ...]`` on the command line; DVC and Prefect
 both call the command line, so they run the same code.
 """
@@ -15,6 +17,7 @@ import os
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +25,7 @@ import yaml
 
 from eym import interrupt
 from eym.errors import EYMError, InputError
-from eym.manifest import Case
+from eym.media import is_image
 from eym.parameters import deep_merge, load_checked  # noqa: F401 (deep_merge: part of this module's API)
 
 log = logging.getLogger("eym")
@@ -34,28 +37,60 @@ FRAMES, MASKS, POSE, OFFSET = "frames", "masks", "pose", "offset"
 STAGE1, STAGE2, INVERSION, SAMPLE, EVALUATION = "stage1", "stage2", "inversion", "sample", "eval"
 
 
-def read_case(case_dir: str | Path) -> Case:
-    """The case's id, input files and variant from its ``case.yaml`` (its prompt and parameter
-    overrides live in its ``params.yaml``)."""
-    case_dir = Path(case_dir)
+@dataclass(frozen=True)
+class Folder:
+    """What a pipeline folder holds, from its ``case.yaml``: a source to prepare, tune and invert
+    (``source``), an edit of a source prepared elsewhere (``source_dir`` and ``reference``), or both
+    at once (``source`` and ``reference``: a self-contained case)."""
+
+    path: Path
+    id: str
+    source: Path | None
+    reference: Path | None
+    ground_truth: Path | None
+    variant: str
+    source_dir: Path  # the folder whose frames/, masks/, pose/, stage1/, stage2/ and inversion/ belong to the source
+
+    @property
+    def source_is_image(self) -> bool:
+        return self.source is not None and is_image(self.source)
+
+    @property
+    def reference_is_keypoints(self) -> bool:
+        return self.reference is not None and self.reference.suffix.lower() == ".parquet"
+
+
+def read_case(case_dir: str | Path) -> Folder:
+    """The folder's id, input files, variant and source folder from its ``case.yaml`` (its prompt and
+    parameter overrides live in its ``params.yaml``)."""
+    case_dir = Path(case_dir).resolve()
     path = case_dir / CASE_FILE
     if not path.is_file():
         raise InputError(f"{path}: case file not found (create the case with `eym-edit` or flows.cases)")
     data = yaml.safe_load(path.read_text()) or {}
-    missing = [k for k in ("id", "source", "reference") if not data.get(k)]
-    if missing:
-        raise InputError(f"{path}: missing {missing}")
+    if not data.get("id") or not (data.get("source") or data.get("source_dir")):
+        raise InputError(f"{path}: needs an id and a source (or the source_dir of a prepared source)")
 
     def resolve(value):
         return (case_dir / value).resolve() if value else None
 
-    return Case(
+    source_dir = resolve(data.get("source_dir")) if not data.get("source") else case_dir
+    if source_dir is None or not (source_dir / CASE_FILE).is_file():
+        raise InputError(f"{path}: its source folder {source_dir} does not exist (create it with flows.cases)")
+    return Folder(
+        path=case_dir,
         id=str(data["id"]),
-        source=resolve(data["source"]),
-        reference=resolve(data["reference"]),
+        source=resolve(data.get("source")),
+        reference=resolve(data.get("reference")),
         ground_truth=resolve(data.get("ground_truth")),
         variant=str(data.get("variant") or "full"),
+        source_dir=source_dir,
     )
+
+
+def source_dir(case_dir: str | Path) -> Path:
+    """Where the source outputs of a folder's edit are (the folder itself for a source or a self-contained case)."""
+    return read_case(case_dir).source_dir
 
 
 def default_params_files(case_dir: Path) -> list[Path]:

@@ -8,6 +8,7 @@ given as a keypoints file gets the same frame choice and the same geometric tran
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -95,8 +96,62 @@ def _video(path: Path, p: dict, what: str):
     return frames, info
 
 
+def _reference(case, p: dict, width: int, height: int, count: int | None):
+    """The reference's frames (None for a keypoints file), keypoints (None for a video) and meta."""
+    if not case.reference_is_keypoints:
+        frames, meta = _video(case.reference, {**p, "count": count}, "reference video")
+        frames, meta["transform"] = resize_crop(frames, width, height)
+        return frames, None, {**meta, "kind": "video"}
+    kp, ref_meta = read_keypoints(case.reference)
+    ref_w, ref_h = ref_meta.get("width"), ref_meta.get("height")
+    if not ref_w or not ref_h:  # normalised coordinates
+        kp[..., 0] *= width
+        kp[..., 1] *= height
+        ref_w, ref_h = width, height
+    indices = frame_indices(
+        len(kp), count, p["stride"], p["start"], p["fps"], ref_meta.get("fps"), f"reference keypoints {case.reference}"
+    )
+    t = cover_transform(ref_w, ref_h, width, height)
+    meta = {
+        "path": str(case.reference),
+        "kind": "keypoints",
+        "indices": indices,
+        "transform": t,
+        "fps": ref_meta.get("fps"),
+        "original_size": [ref_w, ref_h],
+    }
+    return None, transform_keypoints(kp[indices], t), meta
+
+
+def _source(case, p: dict, width: int, height: int, count: int | None):
+    if case.source_is_image:
+        if not count:
+            raise InputError(f"{case.source}: an image source needs frames.count (how many frames the edit has)")
+        image = read_image(case.source)
+        frames, t = resize_crop(image[None], width, height)
+        meta = {
+            "path": str(case.source),
+            "kind": "image",
+            "repeated": count,
+            "transform": t,
+            "fps": None,
+            "original_size": [image.shape[1], image.shape[0]],
+        }
+        return np.repeat(frames, count, axis=0), meta
+    frames, meta = _video(case.source, {**p, "count": count}, "source video")
+    frames, meta["transform"] = resize_crop(frames, width, height)
+    return frames, {**meta, "kind": "video"}
+
+
+def ground_truth_frames(case_dir: Path, gt_path: Path) -> np.ndarray:
+    """A ground-truth video of an edit with the frame choice and crop its reference got."""
+    meta = json.loads((Path(case_dir) / FRAMES / "meta.json").read_text())
+    frames, _ = resize_crop(read_video(gt_path, meta["reference"]["indices"]), meta["width"], meta["height"])
+    return frames
+
+
 def run(case_dir: Path, params: dict) -> dict:
-    """Frame extraction: source and reference frames at the working resolution."""
+    """Frame extraction: the source's and/or the reference's frames at the working resolution."""
     p = section(params, "frames", PARAMS)
     width, height = int(p["width"]), int(p["height"])
     if width % 8 or height % 8 or width <= 0 or height <= 0:
@@ -104,81 +159,50 @@ def run(case_dir: Path, params: dict) -> dict:
             f"params: frames.width and frames.height must be positive multiples of 8, got {width}x{height}"
         )
     case = read_case(case_dir)
-    meta = {"width": width, "height": height, "source_kind": "image" if case.source_is_image else "video"}
-
-    if case.reference_is_keypoints:
-        ref_kp, ref_meta = read_keypoints(case.reference)
-        ref_w, ref_h = ref_meta.get("width"), ref_meta.get("height")
-        if not ref_w or not ref_h:  # normalised coordinates
-            ref_kp[..., 0] *= width
-            ref_kp[..., 1] *= height
-            ref_w, ref_h = width, height
-        indices = frame_indices(
-            len(ref_kp),
-            p["count"],
-            p["stride"],
-            p["start"],
-            p["fps"],
-            ref_meta.get("fps"),
-            f"reference keypoints {case.reference}",
-        )
-        t = cover_transform(ref_w, ref_h, width, height)
-        ref_kp = transform_keypoints(ref_kp[indices], t)
-        meta["reference"] = {
-            "path": str(case.reference),
-            "kind": "keypoints",
-            "indices": indices,
-            "transform": t,
-            "fps": ref_meta.get("fps"),
-            "original_size": [ref_w, ref_h],
-        }
-        reference = None
-        num_frames = len(indices)
-    else:
-        reference, meta["reference"] = _video(case.reference, p, "reference video")
-        reference, meta["reference"]["transform"] = resize_crop(reference, width, height)
-        meta["reference"]["kind"] = "video"
-        num_frames = len(reference)
-
-    if case.source_is_image:
-        image = read_image(case.source)
-        source, t = resize_crop(image[None], width, height)
-        source = np.repeat(source, num_frames, axis=0)
-        meta["source"] = {
-            "path": str(case.source),
-            "kind": "image",
-            "repeated": num_frames,
-            "transform": t,
-            "fps": meta["reference"].get("fps"),
-            "original_size": [image.shape[1], image.shape[0]],
-        }
-    else:
-        source, meta["source"] = _video(case.source, p, "source video")
-        source, meta["source"]["transform"] = resize_crop(source, width, height)
-        meta["source"]["kind"] = "video"
-        if len(source) != num_frames:
+    meta: dict = {"width": width, "height": height}
+    count, source, reference, ref_kp = p["count"], None, None, None
+    if case.source is None:  # an edit of a prepared source: as many frames as the source has
+        source_meta = json.loads((case.source_dir / FRAMES / "meta.json").read_text())
+        count, meta["source"] = source_meta["num_frames"], source_meta["source"]
+        meta["source_kind"] = source_meta["source_kind"]
+    elif not case.source_is_image:  # a video source sets the length; a reference must match it
+        source, meta["source"] = _source(case, p, width, height, count)
+        count = len(source)
+    if case.reference is not None:
+        try:
+            reference, ref_kp, meta["reference"] = _reference(case, p, width, height, count)
+        except InputError as exc:
+            if count is None or case.source_is_image:
+                raise
+            where = case.source if case.source is not None else case.source_dir
             raise InputError(
-                f"source {case.source} gives {len(source)} frames but the reference {case.reference} "
-                f"gives {num_frames}: set frames.count so that both have enough frames"
-            )
-    meta["num_frames"] = num_frames
+                f"source {where} gives {count} frames but the reference {case.reference} gives fewer ({exc}); "
+                "set frames.count so that both have enough frames"
+            ) from None
+        count = len(meta["reference"]["indices"])
+    if case.source is not None and case.source_is_image:  # an image repeated to the edit's length
+        source, meta["source"] = _source(case, p, width, height, count)
+    if case.source is not None:
+        meta["source_kind"] = meta["source"]["kind"]
+    meta["num_frames"] = count
     meta["fps"] = _output_fps(meta, p)
 
     with atomic_path(Path(case_dir) / FRAMES) as out:
         out.mkdir()
-        write_frames(out / "source", source)
+        if case.source is not None:
+            write_frames(out / "source", source)
         if reference is not None:
             write_frames(out / "reference", reference)
-        else:
+        elif ref_kp is not None:
             write_keypoints(out / "reference_keypoints.parquet", ref_kp, width, height, role="reference")
         write_json(out / "meta.json", meta)
     log.info(
-        "frames: %d frames at %dx%d (source: %s, reference: %s)",
-        num_frames,
+        "frames: %d frames at %dx%d (source: %s%s)",
+        count,
         width,
         height,
-        meta["source"]["kind"],
-        meta["reference"]["kind"],
+        meta["source_kind"],
+        f", reference: {meta['reference']['kind']}" if "reference" in meta else "",
     )
     return meta
 
@@ -188,7 +212,7 @@ def _output_fps(meta: dict, p: dict) -> float:
     if p["fps"]:
         return float(p["fps"])
     for role in ("source", "reference"):
-        if meta[role].get("fps"):
+        if role in meta and meta[role].get("fps"):
             return float(meta[role]["fps"]) / p["stride"]
     return 8.0
 

@@ -12,6 +12,7 @@ and ``pose/meta.json``.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from eym.media import read_frames, write_frames
 from eym.progress import Progress
 from eym.skeleton import NUM_JOINTS, bounding_boxes, draw_skeletons, visible
 
-from .common import FRAMES, MASKS, POSE, log, section, stage_main
+from .common import FRAMES, MASKS, POSE, log, read_case, section, stage_main
 
 PARAMS = (
     "backend",
@@ -149,45 +150,44 @@ def never_seen_warnings(kp: np.ndarray, min_confidence: float, what: str) -> lis
 
 
 def run(case_dir: Path, params: dict) -> dict:
-    """Pose extraction: source and reference keypoints and skeleton images."""
+    """Pose extraction: keypoints and skeleton images of the folder's source and/or reference."""
     p = section(params, "pose", PARAMS)
     case_dir = Path(case_dir)
+    case = read_case(case_dir)
     if p["source_frames"] not in ("full", "masked"):
         raise InputError(f"params: pose.source_frames must be full or masked, not {p['source_frames']!r}")
-    source_dir = case_dir / (MASKS + "/masked" if p["source_frames"] == "masked" else FRAMES + "/source")
-    source_frames = read_frames(source_dir)
-    height, width = source_frames.shape[1:3]
-    detect = PoseDetector(p)
-    source, several = detect(source_frames, "source")
-    source, source_info = _finish(source, several, p, "source", source_dir)
-
-    ref_frames_dir = case_dir / FRAMES / "reference"
-    if ref_frames_dir.is_dir():
-        reference, several = detect(read_frames(ref_frames_dir), "reference")
-        reference, reference_info = _finish(reference, several, p, "reference", ref_frames_dir)
-    else:
-        reference, _ = read_keypoints(case_dir / FRAMES / "reference_keypoints.parquet")
-        reference_info = {"from_keypoints_file": True}
-
+    meta = json.loads((case_dir / FRAMES / "meta.json").read_text())
+    width, height = int(meta["width"]), int(meta["height"])
     threshold = float(p["min_confidence"])
+    detect = PoseDetector(p)
+    found, info = {}, {"backend": p["backend"], "warnings": []}
+    if case.source is not None:
+        frames_dir = case_dir / (MASKS + "/masked" if p["source_frames"] == "masked" else FRAMES + "/source")
+        kp, several = detect(read_frames(frames_dir), "source")
+        found["source"], info["source"] = _finish(kp, several, p, "source", frames_dir)
+    if case.reference is not None:
+        frames_dir = case_dir / FRAMES / "reference"
+        if frames_dir.is_dir():
+            kp, several = detect(read_frames(frames_dir), "reference")
+            found["reference"], info["reference"] = _finish(kp, several, p, "reference", frames_dir)
+        else:
+            found["reference"], _ = read_keypoints(case_dir / FRAMES / "reference_keypoints.parquet")
+            info["reference"] = {"from_keypoints_file": True}
+        info["warnings"] = never_seen_warnings(found["reference"], threshold, "reference")
+    for warning in info["warnings"]:
+        log.warning("pose: %s", warning)
     with atomic_path(case_dir / POSE) as out:
         out.mkdir()
-        for role, kp in (("source", source), ("reference", reference)):
+        for role, kp in found.items():
             write_keypoints(out / f"{role}.parquet", kp, width, height, role=role, backend=p["backend"])
             write_frames(out / f"{role}_skeleton", draw_skeletons(kp, height, width, threshold))
-        warnings = never_seen_warnings(reference, threshold, "reference")
-        for warning in warnings:
-            log.warning("pose: %s", warning)
-        meta = {"backend": p["backend"], "source": source_info, "reference": reference_info, "warnings": warnings}
-        write_json(out / "meta.json", meta)
+        write_json(out / "meta.json", info)
     log.info(
-        "pose (%s): %d frames, source joints found %.0f%%, reference %.0f%%",
+        "pose (%s): %s",
         p["backend"],
-        len(source),
-        100 * visible(source, threshold).mean(),
-        100 * visible(reference, threshold).mean(),
+        ", ".join(f"{role} joints found {100 * visible(kp, threshold).mean():.0f}%" for role, kp in found.items()),
     )
-    return meta
+    return info
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.cases import STAGE_NAMES, create_cases
+from flows.cases import EDIT_STAGE_NAMES, SOURCE_STAGE_NAMES, create_cases
 from flows.sandbox import TINY_CASE_PARAMS as TINY
 from flows.sandbox import make_workspace, write_manifest
 
@@ -37,6 +37,7 @@ def manifest(workspace: Path, name: str, cases: dict[str, str]) -> Path:
 
 
 def dvc_repro(workspace: Path, case: str) -> set[str]:
+    """``dvc repro`` of an edit's pipeline; returns the stages that ran: "source/<stage>" or "<stage>"."""
     from flows.pipeline import stage_environment
 
     out = subprocess.run(
@@ -47,41 +48,72 @@ def dvc_repro(workspace: Path, case: str) -> set[str]:
         env=stage_environment(),
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    return set(re.findall(r"Running stage 'data/cases/[^:]+:(\w+)'", out.stdout))
+    ran = re.findall(r"Running stage 'data/(cases|sources)/[^:]+:(\w+)'", out.stdout)
+    return {f"source/{stage}" if kind == "sources" else stage for kind, stage in ran}
 
 
-def set_case_param(workspace: Path, case: str, section: str, key: str, value) -> None:
-    path = workspace / "data" / "cases" / case / "params.yaml"
+def set_param(folder: Path, section: str, key: str, value) -> None:
+    path = folder / "params.yaml"
     params = yaml.safe_load(path.read_text())
     params.setdefault(section, {})[key] = value
     path.write_text(yaml.safe_dump(params))
 
 
-def test_dvc_repro_reruns_only_what_changed(workspace):
-    cases = create_cases(manifest(workspace, "dvc", {"a": "p0", "b": "p1"}), workspace / "data" / "cases", workspace)
-    assert [c.name for c in cases] == ["a", "b"]
-    assert dvc_repro(workspace, "a") == set(STAGE_NAMES)
-    assert dvc_repro(workspace, "b") == set(STAGE_NAMES)
+def set_case_param(workspace: Path, case: str, section: str, key: str, value) -> None:
+    set_param(workspace / "data" / "cases" / case, section, key, value)
+
+
+ALL = {f"source/{s}" for s in SOURCE_STAGE_NAMES} | set(EDIT_STAGE_NAMES)
+
+
+def task_runs(name: str) -> int:
+    """How many task runs of this name the Prefect API has recorded."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
+
+    with get_client(sync_client=True) as client:
+        return len(client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(any_=[name]))))
+
+
+def test_dvc_repro_of_an_edit_brings_its_source_up_to_date_and_reruns_only_what_changed(workspace):
+    from stages.common import source_dir
+
+    manifest_path = manifest(workspace, "dvc", {"a": "p0", "a2": ("p0", "p1"), "b": "p1"})
+    cases = create_cases(manifest_path, workspace / "data" / "cases", workspace)
+    assert [c.name for c in cases] == ["a", "a2", "b"]
+    assert source_dir(cases[0]) == source_dir(cases[1]) != source_dir(cases[2])  # one source, two edits
+    assert dvc_repro(workspace, "a") == ALL
+    assert dvc_repro(workspace, "a2") == set(EDIT_STAGE_NAMES)  # the tuned source is reused
+    assert dvc_repro(workspace, "b") == ALL
     lock_b = (workspace / "data" / "cases" / "b" / "dvc.lock").read_text()
 
-    set_case_param(workspace, "a", "stage2", "steps", 3)
-    assert dvc_repro(workspace, "a") == {"stage2", "invert", "sample", "evaluate"}
+    set_case_param(workspace, "a", "sampling", "eta", 0.5)  # an edit's sampling: its sampling and evaluation
+    assert dvc_repro(workspace, "a") == {"sample", "evaluate"}
+    assert dvc_repro(workspace, "a2") == set()
+    set_param(source_dir(cases[0]), "stage2", "steps", 3)  # the source's tuning: every edit of it samples again
+    assert dvc_repro(workspace, "a") == {"source/stage2", "source/invert", "sample", "evaluate"}
+    assert dvc_repro(workspace, "a2") == {"sample", "evaluate"}
     assert dvc_repro(workspace, "b") == set()
     assert (workspace / "data" / "cases" / "b" / "dvc.lock").read_text() == lock_b
     metrics = json.loads((workspace / "data" / "cases" / "a" / "eval" / "metrics.json").read_text())
     assert metrics["psnr"] is not None and metrics["clip_ta"] is None  # no CLIP weights: unavailable, not 0
 
 
-def test_flow_reruns_only_what_changed(workspace, prefect_harness):
-    from flows.pipeline import edit_case
+def test_flow_tunes_a_shared_source_once_and_reruns_only_what_changed(workspace, prefect_harness):
+    from flows.pipeline import edit_case, edit_cases
 
-    (case,) = create_cases(manifest(workspace, "flow", {"c": "p2"}), workspace / "data" / "cases", workspace)
-    first = edit_case(str(case))
-    assert first["status"] == "ok" and first["ran"] == list(STAGE_NAMES)
-    set_case_param(workspace, "c", "stage2", "steps", 3)
-    second = edit_case(str(case))
-    assert second["ran"] == ["stage2", "invert", "sample", "evaluate"]
-    assert second["stages_cached"] == 5
+    cases = create_cases(
+        manifest(workspace, "flow", {"c": "p2", "c2": ("p2", "p3")}), workspace / "data" / "cases", workspace
+    )
+    rows = edit_cases([str(c) for c in cases])
+    assert [r["status"] for r in rows] == ["ok", "ok"] and rows[0]["source"] == rows[1]["source"]
+    assert set(rows[0]["ran"]) == {f"source {s}" for s in SOURCE_STAGE_NAMES} | set(EDIT_STAGE_NAMES)
+    assert task_runs(f"{rows[0]['source']}/stage1") == 1  # one tuning for both edits
+    assert task_runs("c/sample") == task_runs("c2/sample") == 1
+    set_case_param(workspace, "c", "sampling", "eta", 0.5)
+    second = edit_case(str(cases[0]))
+    assert second["ran"] == ["sample", "evaluate"]
+    assert second["stages_cached"] == len(SOURCE_STAGE_NAMES) + 3
 
 
 def test_batch_records_a_failed_case_and_goes_on(workspace, prefect_harness, browser):
@@ -90,7 +122,7 @@ def test_batch_records_a_failed_case_and_goes_on(workspace, prefect_harness, bro
 
     from flows.pipeline import edit_batch, with_runner
 
-    cases = {"d": "p0", "e": "p1", "f": "broken", "g": "p2", "h": "p3", "i-wo-rca": "p4"}
+    cases = {"d": "p0", "e": "p1", "f": "broken", "f2": ("broken.mp4", "p1"), "g": "p2", "h": "p3", "i-wo-rca": "p4"}
     path = manifest(workspace, "batch", cases)
     rows_in = yaml.safe_load(path.read_text())
     rows_in["cases"][-1].update(
@@ -101,18 +133,19 @@ def test_batch_records_a_failed_case_and_goes_on(workspace, prefect_harness, bro
     rows = with_runner(edit_batch, workers=2)(str(path), str(workspace / "data" / "cases"), str(report))
     by_case = {r["case"]: r for r in rows}
     assert [c for c, r in by_case.items() if r["status"] == "ok"] == ["d", "e", "g", "h", "i-wo-rca"]
-    assert by_case["f"]["status"] == "failed" and by_case["f"]["failed_stage"] == "frames"
-    assert "unreadable video" in by_case["f"]["reason"] and "broken.mp4" in by_case["f"]["reason"]
+    for case in ("f", "f2"):  # a failed source fails each of its edits, with the source's reason
+        assert by_case[case]["status"] == "failed" and by_case[case]["failed_stage"] == "source frames"
+        assert "unreadable video" in by_case[case]["reason"] and "broken.mp4" in by_case[case]["reason"]
 
     table = pq.read_table(report / "metrics.parquet").to_pylist()
     assert {r["case"]: r["status"] for r in table} == {c: by_case[c]["status"] for c in cases}
     assert all(r["psnr"] is not None for r in table if r["status"] == "ok")
     summary = (report / "summary.md").read_text()
-    assert "| full | 4 | 1 |" in summary and "| wo_rca | 1 | 0 |" in summary
+    assert "| full | 4 | 2 |" in summary and "| wo_rca | 1 | 0 |" in summary
 
     page, errors = open_page(browser, report / "report.html")
     assert errors == []
-    assert page.locator("#cases tbody tr").count() == 6
+    assert page.locator("#cases tbody tr").count() == 7
     assert page.locator(".grid img").count() == 5
     page.locator("#cases th", has_text="PSNR").click()  # sorting works without errors
     assert errors == []
@@ -264,7 +297,8 @@ def test_dask_runner_sends_gpu_stages_to_gpu_workers(workspace, prefect_harness)
         )
         assert [r["status"] for r in rows] == ["ok", "ok"]
         for row in rows:
-            assert {row["workers"][s] for s in ("stage1", "stage2", "invert", "sample")} == {"gpu-worker"}
+            gpu = ("source stage1", "source stage2", "source invert", "sample")
+            assert {row["workers"][s] for s in gpu} == {"gpu-worker"}
             assert set(row["workers"].values()) <= {"cpu-worker", "gpu-worker"}
     finally:
         for proc in reversed(procs):
@@ -314,3 +348,48 @@ def test_eym_edit_run_creates_the_case_and_runs_the_flow(workspace, tmp_path):
     assert (case / "dvc.yaml").is_file() and yaml.safe_load((case / "case.yaml").read_text())["source"].endswith(
         "source.png"
     )
+
+
+def test_eym_edit_runs_one_source_with_several_references_and_reuses_it_later(workspace, tmp_path):
+    (workspace / "inputs" / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"))
+    env.pop("PREFECT_API_URL", None)
+
+    def eym_edit(*references):
+        args = [a for r in references for a in ("--reference", f"inputs/{r}/reference.mp4")]
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "flows.cli",
+                "run",
+                "--source",
+                "inputs/p4/source.mp4",
+                *args,
+                "--params",
+                "inputs/tiny.yaml",
+                "--source-prompt",
+                "a person",
+                "--prompt",
+                "a person moving",
+                "--id",
+                "many",
+            ],
+            cwd=workspace,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+
+    first = eym_edit("p1", "p2")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    cases = [workspace / "data" / "cases" / f"many-{k}" for k in (1, 2)]
+    assert all((c / "sample" / "edited.mp4").is_file() for c in cases)
+    sources = {yaml.safe_load((c / "case.yaml").read_text())["source_dir"] for c in cases}
+    assert len(sources) == 1 and "stage1, stage2, invert ran for this edit" in first.stdout
+
+    again = eym_edit("p3")  # the same source and a new motion: no tuning
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "reused as tuned and inverted before" in again.stdout
+    assert (workspace / "data" / "cases" / "many" / "eval" / "metrics.json").is_file()

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from ..manifest import Case, write_manifest
 from .body import BODY_TYPES
-from .cases import GT_EDIT_VIDEO, REFERENCE_VIDEO, SOURCE_IMAGE, SOURCE_VIDEO, VIEWS, make_case
+from .cases import GT_EDIT_VIDEO, REFERENCE_VIDEO, SOURCE_IMAGE, SOURCE_VIDEO, VIEWS, make_case, make_source_cases
 from .motions import MOTIONS
 from .seeds import check_seed
 
@@ -30,43 +30,59 @@ def make_benchmark(
     image_source_every: int = 8,
     workers: int = 1,
     progress: bool = True,
+    references_per_source: int = 1,
 ) -> Path:
-    """Generate cases ``puppet-000`` ... into ``out_dir`` and write ``out_dir/manifest.yaml``.
+    """Generate ``num_cases`` cases and ``out_dir/manifest.yaml``: ``num_cases / references_per_source``
+    sources, each edited with that many references of other motions.
 
-    Case i uses seed ``seed * 100003 + i``; every ``image_source_every``-th case (0 = none) uses its
-    first source frame as a single-image source. Motions cycle so that every pair is covered.
+    Source i uses seed ``seed * 100003 + i``; every ``image_source_every``-th source (0 = none) is used
+    as a single image (its first frame). Motions cycle so that every pair is covered. With one
+    reference per source, case i is folder ``puppet-<i>``; with K, case ``puppet-<i>-r<k>`` is the
+    source in ``puppet-<i>`` and its reference k in ``puppet-<i>/r<k>``.
     """
     out = Path(out_dir)
-    for first_or_last in (seed * 100003, seed * 100003 + num_cases - 1):
+    per_source = max(1, int(references_per_source))
+    if num_cases % per_source:
+        raise ValueError(f"{num_cases} cases do not split into sources of {per_source} references")
+    sources = num_cases // per_source
+    for first_or_last in (seed * 100003, seed * 100003 + sources - 1):
         check_seed(first_or_last, "evaluation")
     names = sorted(MOTIONS)
     jobs = []
-    for i in range(num_cases):
+    for i in range(sources):
         m1 = names[i % len(names)]
-        m2 = names[(i + 1 + (i // len(names)) % (len(names) - 1)) % len(names)]
-        jobs.append((out / case_id(i), seed * 100003 + i, size, num_frames, fps, m1, m2))
+        others = [n for n in names if n != m1]
+        start = i + (i // len(names))
+        motions = [others[(start + k) % len(others)] for k in range(per_source)]
+        jobs.append((out / case_id(i), seed * 100003 + i, size, num_frames, fps, m1, motions))
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
-        infos = list(tqdm(pool.map(_make, jobs), total=len(jobs), desc="puppet cases", disable=not progress))
+        infos = list(tqdm(pool.map(_make, jobs), total=len(jobs), desc="puppet sources", disable=not progress))
     cases = []
-    for i, ((case_dir, *_), info) in enumerate(zip(jobs, infos)):
+    for i, ((source_dir, *_), source_infos) in enumerate(zip(jobs, infos)):
         image = image_source_every > 0 and i % image_source_every == image_source_every - 1
-        cases.append(
-            Case(
-                id=case_id(i),
-                source=case_dir / (SOURCE_IMAGE if image else SOURCE_VIDEO),
-                reference=case_dir / REFERENCE_VIDEO,
-                prompt=info["prompt"],
-                ground_truth=case_dir / GT_EDIT_VIDEO,
+        for k, info in enumerate(source_infos):
+            folder = source_dir if per_source == 1 else source_dir / f"r{k}"
+            cases.append(
+                Case(
+                    id=case_id(i) if per_source == 1 else f"{case_id(i)}-r{k}",
+                    source=source_dir / (SOURCE_IMAGE if image else SOURCE_VIDEO),
+                    reference=folder / REFERENCE_VIDEO,
+                    prompt=info["prompt"],
+                    source_prompt=info["source_prompt"],
+                    ground_truth=folder / GT_EDIT_VIDEO,
+                )
             )
-        )
     manifest = out / "manifest.yaml"
     write_manifest(manifest, cases)
     return manifest
 
 
 def _make(job):
-    case_dir, seed, size, num_frames, fps, m1, m2 = job
-    return make_case(case_dir, seed, size=size, num_frames=num_frames, fps=fps, source_motion=m1, reference_motion=m2)
+    import numpy as np
+
+    source_dir, seed, size, num_frames, fps, m1, motions = job
+    rng = np.random.default_rng(seed)
+    return make_source_cases(source_dir, seed, rng, m1, [(m, "adult") for m in motions], size, num_frames, fps)
 
 
 def main(argv=None) -> int:
@@ -91,6 +107,12 @@ def main(argv=None) -> int:
         "--image-source-every", type=int, default=8, help="every Nth case uses a single image as its source (0: none)"
     )
     many.add_argument("--workers", type=int, default=2)
+    many.add_argument(
+        "--references-per-source",
+        type=int,
+        default=1,
+        help="edit every source with this many references (cases / K sources; the source is tuned once)",
+    )
     for p in (one, many):
         p.add_argument("--size", type=int, default=512, help="frame width and height in pixels")
         p.add_argument("--frames", type=int, default=24)
@@ -113,7 +135,15 @@ def main(argv=None) -> int:
         print(f"wrote {args.out} ({info['source']['motion']['name']} -> {info['reference']['motion']['name']})")
     else:
         manifest = make_benchmark(
-            args.out, args.cases, args.seed, args.size, args.frames, args.fps, args.image_source_every, args.workers
+            args.out,
+            args.cases,
+            args.seed,
+            args.size,
+            args.frames,
+            args.fps,
+            args.image_source_every,
+            args.workers,
+            references_per_source=args.references_per_source,
         )
         print(f"wrote {manifest}")
     return 0

@@ -158,58 +158,79 @@ def make_case(
     ``reference_body``: the reference character's body type (eym.puppet.body.BODY_TYPES);
     ``source_view``: a partial view of the source (and of the ground-truth edit), see VIEWS.
     """
-    out = Path(out_dir)
     rng = np.random.default_rng(check_seed(seed, "evaluation"))
     m1, m2 = choose_motions(rng, source_motion, reference_motion)
-    source, reference = Actor.sample(rng, m1), Actor.sample(rng, m2, reference_body)
+    return make_source_cases(out_dir, seed, rng, m1, [(m2, reference_body)], size, num_frames, fps, source_view)[0]
+
+
+def make_source_cases(
+    out_dir: str | Path,
+    seed: int,
+    rng: np.random.Generator,
+    source_motion: str,
+    references: list[tuple[str, str]],
+    size: int = 512,
+    num_frames: int = 24,
+    fps: float = 12.0,
+    source_view: str = "full",
+) -> list[dict]:
+    """One source and one case per (motion, body type) of ``references``, with each one's ground truth.
+
+    One reference: everything in ``out_dir`` (source.mp4, reference.mp4, gt/, case.json). Several:
+    the source in ``out_dir`` and reference k with its ground truth and case.json in ``out_dir/r<k>``.
+    """
+    out = Path(out_dir)
+    source = Actor.sample(rng, source_motion)
+    actors = [Actor.sample(rng, motion, body) for motion, body in references]
     box = view_box(source.place, source_view)
     # A partial view is rendered at the size that makes its crop size x size pixels: no upscaling.
     source_size = size if box is None else int(np.ceil(size / box[2]))
     bg_source, wall_source = make_background(rng, source_size, source_size, source.place.ground)
-    bg_reference, _ = make_background(rng, size, size, reference.place.ground)
+    backgrounds = [make_background(rng, size, size, actor.place.ground)[0] for actor in actors]
 
     kp_source = source.keypoints(num_frames, fps, source_size)
-    kp_reference = reference.keypoints(num_frames, fps, size)
     source_feet0 = feet_centre(kp_source[0])
-    kp_edit = edit_keypoints(source, reference, num_frames, fps, source_size, source_feet0)
-
     frames_source, masks_source = render(source, kp_source, bg_source)
-    frames_reference, masks_reference = render(reference, kp_reference, bg_reference)
-    frames_edit, masks_edit = render(source, kp_edit, bg_source)
     frames_source, masks_source, kp_source = crop_view(frames_source, masks_source, kp_source, box, size)
-    frames_edit, masks_edit, kp_edit = crop_view(frames_edit, masks_edit, kp_edit, box, size)
-
     write_video(out / SOURCE_VIDEO, frames_source, fps)
     write_image(out / SOURCE_IMAGE, frames_source[0])
-    write_video(out / REFERENCE_VIDEO, frames_reference, fps)
-    write_video(out / GT_EDIT_VIDEO, frames_edit, fps)
-    for role, kp, masks in (
-        ("source", kp_source, masks_source),
-        ("reference", kp_reference, masks_reference),
-        ("edit", kp_edit, masks_edit),
-    ):
-        write_keypoints(out / KEYPOINTS[role], kp, size, size, fps=fps, role=role, seed=seed)
-        write_frames(out / MASKS[role], masks)
-
+    write_keypoints(out / KEYPOINTS["source"], kp_source, size, size, fps=fps, role="source", seed=seed)
+    write_frames(out / MASKS["source"], masks_source)
     crop = [0, 0] if box is None else [min(round(b * source_size), source_size - size) for b in box[:2]]
-    info = {
-        "seed": seed,
-        "size": size,
-        "num_frames": num_frames,
-        "fps": fps,
-        "prompt": describe_scene(source.look, m2, wall_source),
-        "source": source.to_dict(),
-        "reference": {**reference.to_dict(), "body_type": reference_body},
-        "source_view": source_view,
-        "edit_transform": {
-            "method": "the source's body performing the reference's motion, frame-0 feet on the source's",
-            "trajectory_scale": source.place.height / reference.place.height,
-            "anchor": "feet",
-            "source_anchor": (source_feet0 - np.array(crop)).tolist(),
-        },
-    }
-    write_json(out / CASE_INFO, info)
-    return info
+
+    infos = []
+    for k, ((motion, body), reference, background) in enumerate(zip(references, actors, backgrounds)):
+        folder = out if len(references) == 1 else out / f"r{k}"
+        kp_reference = reference.keypoints(num_frames, fps, size)
+        kp_edit = edit_keypoints(source, reference, num_frames, fps, source_size, source_feet0)
+        frames_reference, masks_reference = render(reference, kp_reference, background)
+        frames_edit, masks_edit = render(source, kp_edit, bg_source)
+        frames_edit, masks_edit, kp_edit = crop_view(frames_edit, masks_edit, kp_edit, box, size)
+        write_video(folder / REFERENCE_VIDEO, frames_reference, fps)
+        write_video(folder / GT_EDIT_VIDEO, frames_edit, fps)
+        for role, kp, masks in (("reference", kp_reference, masks_reference), ("edit", kp_edit, masks_edit)):
+            write_keypoints(folder / KEYPOINTS[role], kp, size, size, fps=fps, role=role, seed=seed)
+            write_frames(folder / MASKS[role], masks)
+        info = {
+            "seed": seed,
+            "size": size,
+            "num_frames": num_frames,
+            "fps": fps,
+            "prompt": describe_scene(source.look, motion, wall_source),
+            "source_prompt": describe_scene(source.look, source_motion, wall_source),
+            "source": source.to_dict(),
+            "reference": {**reference.to_dict(), "body_type": body},
+            "source_view": source_view,
+            "edit_transform": {
+                "method": "the source's body performing the reference's motion, frame-0 feet on the source's",
+                "trajectory_scale": source.place.height / reference.place.height,
+                "anchor": "feet",
+                "source_anchor": (source_feet0 - np.array(crop)).tolist(),
+            },
+        }
+        write_json(folder / CASE_INFO, info)
+        infos.append(info)
+    return infos
 
 
 def read_case_info(case_dir: str | Path) -> dict:
