@@ -34,11 +34,15 @@ class LPIPS:
                 f"evaluation.lpips_backbone to e.g. ~/.cache/torch/hub/checkpoints/alexnet-owt-7be5be79.pth "
                 f"(download: https://download.pytorch.org/models/alexnet-owt-7be5be79.pth)"
             )
-        self.model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False).eval().to(device)
         state = torch.load(path, map_location="cpu", weights_only=True)
         features = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("features.")}
-        # lpips names torchvision's features.3.weight slice2.3.weight: drop the slice name.
-        self.model.net.load_state_dict({name: features[name.split(".", 1)[1]] for name in self.model.net.state_dict()})
+        self.model, self.spatial = (
+            lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False, spatial=spatial).eval().to(device)
+            for spatial in (False, True)
+        )
+        for model in (self.model, self.spatial):
+            # lpips names torchvision's features.3.weight slice2.3.weight: drop the slice name.
+            model.net.load_state_dict({name: features[name.split(".", 1)[1]] for name in model.net.state_dict()})
         self.device = device
 
     @torch.no_grad()
@@ -49,6 +53,17 @@ class LPIPS:
             for x, y in zip(np.array_split(a, max(1, len(a) // 8)), np.array_split(b, max(1, len(b) // 8)))
         ]
         return torch.cat(out).numpy()
+
+    @torch.no_grad()
+    def region(self, a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+        """The LPIPS distance map averaged over a per-frame region (bool (frames, H, W)), then over frames."""
+        values = []
+        for f in np.where(mask.reshape(len(mask), -1).any(1))[0]:
+            distance = self.spatial(
+                _frames_tensor(a[f : f + 1]).to(self.device), _frames_tensor(b[f : f + 1]).to(self.device)
+            )
+            values.append(float(distance[0, 0].cpu().numpy()[mask[f]].mean()))
+        return float(np.mean(values)) if values else float("nan")
 
 
 # -- CLIP -----------------------------------------------------------------------------------------

@@ -62,3 +62,63 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     if np.iscomplexobj(covmean):
         covmean = covmean.real
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * covmean))
+
+
+# -- inside a region ----------------------------------------------------------------------------------
+# On a static scene most pixels are background that any editor keeps; these give a metric inside a
+# per-frame region (bool masks (frames, H, W)), e.g. the person or the rest. Frames whose region is
+# empty are left out; NaN when every frame's is.
+
+
+def _region_frames(mask: np.ndarray) -> np.ndarray:
+    return np.where(mask.reshape(len(mask), -1).any(1))[0]
+
+
+def region_mae(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
+    """Mean absolute error on the [0, 1] scale over the region's pixels, averaged over frames."""
+    _check(pred, truth)
+    diff = np.abs(pred.astype(np.float64) - truth.astype(np.float64)).mean(-1) / 255.0
+    values = [diff[f][mask[f]].mean() for f in _region_frames(mask)]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def region_l1_disco(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
+    """DisCo's L1 (0-255 error divided by H x W) over the region's pixels."""
+    height, width = pred.shape[1:3]
+    return region_mae(pred, truth, mask) * 255.0 / (height * width)
+
+
+def region_psnr(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, cap: float = PSNR_CAP) -> float:
+    """PSNR (peak 255) of the region's pixels, per frame (capped), averaged over frames."""
+    _check(pred, truth)
+    sq = ((pred.astype(np.float64) - truth.astype(np.float64)) ** 2).mean(-1)
+    values = []
+    for f in _region_frames(mask):
+        mse = sq[f][mask[f]].mean()
+        values.append(cap if mse == 0 else min(cap, 10 * np.log10(255.0**2 / mse)))
+    return float(np.mean(values)) if values else float("nan")
+
+
+def region_ssim(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
+    """The SSIM map (grayscale, skimage defaults) averaged over the region's pixels, then over frames."""
+    import cv2
+    from skimage.metrics import structural_similarity
+
+    _check(pred, truth)
+    values = []
+    for f in _region_frames(mask):
+        a, b = (cv2.cvtColor(x[f], cv2.COLOR_RGB2GRAY) for x in (pred, truth))
+        _, full = structural_similarity(a, b, data_range=255, full=True)
+        values.append(full[mask[f]].mean())
+    return float(np.mean(values)) if values else float("nan")
+
+
+def temporal_error(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Mean absolute difference (0-1 scale) between the frame-to-frame changes of a video and those of
+    its ground truth: a flickering edit (or one that does not move as it should) scores high, even
+    when each frame alone is close."""
+    _check(pred, truth)
+    if len(pred) < 2:
+        return float("nan")
+    change = np.diff(pred.astype(np.float64), axis=0) - np.diff(truth.astype(np.float64), axis=0)
+    return float(np.abs(change).mean() / 255.0)

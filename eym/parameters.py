@@ -35,7 +35,8 @@ class Puppet(Section):
     size: int = Field(512, description="frame side in pixels")
     frames: int = Field(24, ge=1, description="frames per clip")
     fps: float = Field(12, gt=0, description="frame rate of the clips")
-    image_source_every: int = Field(8, ge=0, description="every Nth case edits a single source image (0: none)")
+    image_source_every: int = Field(8, ge=0, description="every Nth source is a single image (0: none)")
+    references_per_source: int = Field(1, ge=1, description="K: cases / K sources, each with K references")
 
     _size = field_validator("size")(_multiple_of_8)
 
@@ -158,6 +159,7 @@ class Tuning(Section):
 
 
 class Inversion(Section):
+    enabled: bool = Field(True, description="false: no inversion (edits sample from noise or copy the source)")
     steps: int = Field(50, ge=1, description="DDIM inversion steps (sampling.steps must be the same)")
     use_prompt: bool = Field(False, description="invert with the case's prompt instead of the empty one")
     controlnet: bool = Field(False, description="also feed the source skeletons through ControlNet")
@@ -165,6 +167,9 @@ class Inversion(Section):
 
 
 class Sampling(Section):
+    start: Literal["inverted", "noise", "source"] = Field(
+        "inverted", description='inverted (the method) | noise ("ControlNet only") | source ("copy the source")'
+    )
     steps: int = Field(50, ge=1, description="DDIM steps (must equal inversion.steps)")
     guidance_scale: float = Field(1.0, ge=0.0, description="classifier-free guidance (1: none, as in the paper)")
     negative_prompt: str = Field("", description="the unconditional prompt of guidance")

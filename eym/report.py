@@ -10,17 +10,24 @@ import json
 import os
 from pathlib import Path
 
-METRICS = {  # name -> (label, higher is better)
+_BASE = {  # name -> (label, higher is better)
     "psnr": ("PSNR (dB)", True),
     "ssim": ("SSIM", True),
     "lpips": ("LPIPS", False),
     "l1": ("L1 (MAE)", False),
     "l1_disco": ("L1 (DisCo)", False),
+}
+# Person region first: on a static scene most pixels are background that any editor keeps.
+METRICS = {
+    **{f"{m}_person": (f"{label} person", higher) for m, (label, higher) in _BASE.items()},
+    "pose_pck": ("Pose PCK@0.1", True),
+    "temporal_error": ("Temporal error", False),
+    **_BASE,
+    **{f"{m}_background": (f"{label} background", higher) for m, (label, higher) in _BASE.items()},
     "clip_ta": ("CLIP TA", True),
     "clip_tc": ("CLIP TC", True),
     "lpips_n": ("LPIPS-N", False),
     "lpips_s": ("LPIPS-S", False),
-    "pose_pck": ("Pose PCK@0.1", True),
     "fvd": ("FVD", False),
     "fid_vid": ("FID-VID", False),
 }
@@ -133,11 +140,13 @@ def metrics_table(values: dict, unavailable: dict) -> str:
 WARNING_SOURCES = ("pose/meta.json", "offset/meta.json", "stage1/meta.json", "stage2/meta.json", "sample/meta.json")
 
 
-def stage_warnings(case_dir: Path) -> list[str]:
-    """The warnings the stages recorded in their meta files, as "stage: warning", without repeats."""
+def stage_warnings(case_dir: Path, source_dir: Path | None = None) -> list[str]:
+    """The warnings the stages of an edit and of its source recorded in their meta files, as
+    "stage: warning", without repeats."""
     out = []
-    for rel in WARNING_SOURCES:
-        path = Path(case_dir) / rel
+    folders = [Path(case_dir)] + ([Path(source_dir)] if source_dir and Path(source_dir) != Path(case_dir) else [])
+    for folder, rel in ((f, r) for f in folders for r in WARNING_SOURCES):
+        path = folder / rel
         if path.is_file():
             for warning in json.loads(path.read_text()).get("warnings", []):
                 line = f"{rel.split('/')[0]}: {warning}"
@@ -146,9 +155,18 @@ def stage_warnings(case_dir: Path) -> list[str]:
     return out
 
 
-def case_report(case_dir: Path, values: dict, details: dict, prompt: str, ground_truth: Path | None = None) -> str:
-    """The page written to ``<case>/eval/report.html``; links are relative to that folder."""
+def case_report(
+    case_dir: Path,
+    values: dict,
+    details: dict,
+    prompt: str,
+    ground_truth: Path | None = None,
+    source_dir: Path | None = None,
+) -> str:
+    """The page written to ``<case>/eval/report.html``; links are relative to that folder. The tuning
+    curves and the inversion check come from the source's folder (``source_dir``, default the case's)."""
     case_dir = Path(case_dir)
+    source_dir = Path(source_dir or case_dir)
     truth = ""
     if ground_truth:
         link = html.escape(os.path.relpath(ground_truth, case_dir / "eval"))
@@ -157,8 +175,8 @@ def case_report(case_dir: Path, values: dict, details: dict, prompt: str, ground
             f"style='max-width: 512px'></video>"
         )
     case_id = case_dir.name
-    curves = {stage: read_loss_log(case_dir / stage / "loss.tsv") for stage in ("stage1", "stage2")}
-    inversion = case_dir / "inversion" / "inversion.json"
+    curves = {stage: read_loss_log(source_dir / stage / "loss.tsv") for stage in ("stage1", "stage2")}
+    inversion = source_dir / "inversion" / "inversion.json"
     offset = case_dir / "offset" / "meta.json"
     extras = []
     if inversion.is_file():
@@ -174,12 +192,12 @@ def case_report(case_dir: Path, values: dict, details: dict, prompt: str, ground
             f"Skeleton offset: {info['retarget']} retargeting, scale {info['scale']:.3f}, anchor {info['anchor']}, "
             f"{info['mode']} mode, {info['inside_fraction']:.0%} of the joints inside the frame."
         )
-    warnings = stage_warnings(case_dir)
+    warnings = stage_warnings(case_dir, source_dir)
     warning_html = "".join(f"<p class='warning'>Warning: {html.escape(w)}</p>" for w in warnings)
     body = (
         f"<h1>Case {html.escape(case_id)}</h1><p class='prompt'>{html.escape(prompt) or '(no prompt)'}</p>"
         f"{warning_html}"
-        "<h2>Source | reference | aligned skeleton | edited</h2>"
+        "<h2>Source | reference | aligned skeleton | edited (| ground truth)</h2>"
         "<video src='../sample/comparison.mp4' controls loop muted playsinline width='100%'></video>"
         "<h2>Edited</h2><img class='edit' src='../sample/edited.gif' alt='edited video'>"
         f"{truth}<h2>Metrics</h2>{metrics_table(values, details.get('unavailable', {}))}"
@@ -197,8 +215,11 @@ def case_report(case_dir: Path, values: dict, details: dict, prompt: str, ground
     return _page(f"Edit-Your-Motion: {case_id}", body)
 
 
-def batch_report(rows: list[dict], summary: dict, batch_metrics: dict, out_dir: Path, title: str) -> str:
-    """The batch page: a table sortable by metric, mean ± std per variant, a thumbnail grid.
+def batch_report(
+    rows: list[dict], summary: dict, batch_metrics: dict, out_dir: Path, title: str, differences: dict | None = None
+) -> str:
+    """The batch page: mean ± std per variant, paired differences to ``full`` with their intervals, the
+    chart (``chart.png`` beside the page), a table sortable by metric, and a thumbnail grid.
 
     ``rows``: one dict per case with ``case``, ``variant``, ``case_dir``, ``status`` and metric values.
     """
@@ -234,17 +255,37 @@ def batch_report(rows: list[dict], summary: dict, batch_metrics: dict, out_dir: 
         f"<li>{METRICS.get(k, (k,))[0]}: {fmt(v) if not isinstance(v, str) else html.escape(v)}</li>"
         for k, v in batch_metrics.items()
     )
+    difference_rows = "".join(
+        f"<tr><td>{html.escape(variant)}</td>"
+        + "".join(f"<td class='num'>{_interval(d.get(m))}</td>" for m in names)
+        + "</tr>"
+        for variant, d in (differences or {}).items()
+    )
+    differences_html = (
+        "<h2>Paired difference to full (95 % bootstrap interval)</h2><table><thead><tr><th>variant</th>"
+        + "".join(f"<th>{METRICS[m][0]}</th>" for m in names)
+        + f"</tr></thead><tbody>{difference_rows}</tbody></table>"
+        if difference_rows
+        else ""
+    )
     body = (
         f"<h1>{html.escape(title)}</h1><p class='muted'>{len(rows)} cases; click a column to sort.</p>"
         f"<h2>Mean ± std per variant</h2><table><thead><tr><th>variant</th><th>cases</th>"
         + "".join(f"<th>{METRICS[m][0]}</th>" for m in names)
-        + f"</tr></thead><tbody>{summary_rows}</tbody></table>"
+        + f"</tr></thead><tbody>{summary_rows}</tbody></table>{differences_html}"
+        "<img class='chart' src='chart.png' alt='per-variant means with 95 % intervals' style='max-width: 100%'>"
         f"<h2>Set-level metrics</h2><ul>{batch_lines or '<li>none</li>'}</ul>"
         f"<h2>All cases</h2><table class='sortable' id='cases'><thead>{head}</tr></thead><tbody>"
         + "".join(body_rows)
         + f"</tbody></table><h2>Edits</h2><div class='grid'>{grid}</div>"
     )
     return _page(title, body, SORT_SCRIPT)
+
+
+def _interval(d) -> str:
+    if not d:
+        return "—"
+    return f"{d['mean']:+.3g} [{d['low']:+.3g}, {d['high']:+.3g}]"
 
 
 def _mean_std(stats) -> str:

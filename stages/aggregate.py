@@ -71,6 +71,80 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
+def bootstrap_interval(values, seed: int = 0, rounds: int = 2000) -> tuple[float, float]:
+    """95 % bootstrap interval of the mean of ``values``."""
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (rounds, len(values)))].mean(1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def pair_key(row: dict) -> tuple[str, str]:
+    """What an edit edits: its source file and its reference file (the same across variants)."""
+    case = read_case(row["case_dir"])
+    return str(read_case(case.source_dir).source), str(case.reference)
+
+
+def paired_differences(rows: list[dict], baseline: str = "full") -> dict:
+    """Per variant and metric: mean difference to ``baseline`` over the edits both finished, with a 95 %
+    bootstrap interval; "better" means something only when the interval excludes 0."""
+    finished = [r for r in rows if r["status"] == "ok"]
+    by_pair = {}
+    for r in finished:
+        by_pair.setdefault(pair_key(r), {})[variant_of(r)] = r
+    out = {}
+    for variant in sorted({variant_of(r) for r in finished} - {baseline}):
+        out[variant] = {}
+        for metric in METRICS:
+            diffs = [
+                pair[variant][metric] - pair[baseline][metric]
+                for pair in by_pair.values()
+                if variant in pair
+                and baseline in pair
+                and pair[variant].get(metric) is not None
+                and pair[baseline].get(metric) is not None
+            ]
+            if diffs:
+                low, high = bootstrap_interval(diffs)
+                out[variant][metric] = {"mean": float(np.mean(diffs)), "low": low, "high": high, "n": len(diffs)}
+    return out
+
+
+CHART_METRICS = ("psnr_person", "ssim_person", "pose_pck", "temporal_error", "psnr_background", "lpips_person")
+
+
+def write_chart(rows: list[dict], path: Path) -> None:
+    """Per-variant bars (mean, 95 % bootstrap interval of the mean) of the main metrics, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    finished = [r for r in rows if r["status"] == "ok"]
+    variants = sorted({variant_of(r) for r in finished}, key=lambda v: (v != "full", v))
+    shown = [m for m in CHART_METRICS if any(r.get(m) is not None for r in finished)]
+    fig, axes = plt.subplots(1, max(1, len(shown)), figsize=(3.2 * max(1, len(shown)), 3.6), squeeze=False)
+    for ax, metric in zip(axes[0], shown):
+        means, lows, highs = [], [], []
+        for variant in variants:
+            values = [r[metric] for r in finished if variant_of(r) == variant and r.get(metric) is not None]
+            mean = float(np.mean(values)) if values else float("nan")
+            low, high = bootstrap_interval(values) if values else (float("nan"), float("nan"))
+            means.append(mean)
+            lows.append(mean - low if np.isfinite(low) else 0.0)
+            highs.append(high - mean if np.isfinite(high) else 0.0)
+        colours = ["#2b6cb0" if v == "full" else "#a0aec0" for v in variants]
+        ax.bar(range(len(variants)), means, yerr=[lows, highs], color=colours, capsize=3)
+        ax.set_xticks(range(len(variants)), variants, rotation=60, ha="right", fontsize=8)
+        label, higher = METRICS[metric]
+        ax.set_title(f"{label} ({'higher' if higher else 'lower'} is better)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def set_metrics(rows: list[dict], params: dict) -> dict:
     """FVD and FID-VID per variant (edited videos vs ground-truth videos), or why they are unavailable."""
     from eym.metric_models import VideoFeatures
@@ -101,7 +175,7 @@ def set_metrics(rows: list[dict], params: dict) -> dict:
 
 def _edited_and_truth(rows: list[dict]) -> list[tuple]:
     """(edited frames, ground-truth frames) of the finished cases that have a ground truth."""
-    from .evaluate import ground_truth_frames
+    from .frames import ground_truth_frames
 
     pairs = []
     for r in rows:
@@ -112,7 +186,7 @@ def _edited_and_truth(rows: list[dict]) -> list[tuple]:
     return pairs
 
 
-def _summary_markdown(summary: dict, batch: dict) -> str:
+def _summary_markdown(summary: dict, batch: dict, differences: dict) -> str:
     names = [m for m in METRICS if any(m in s for s in summary.values())]
 
     def row(cells) -> str:
@@ -122,6 +196,12 @@ def _summary_markdown(summary: dict, batch: dict) -> str:
     for variant, s in summary.items():
         cells = [f"{s[m]['mean']:.4g} ± {s[m]['std']:.2g}" if m in s else "—" for m in names]
         lines.append(row([variant, s["cases"], s["failed"], *cells]))
+    if differences:
+        lines += ["", "Paired difference to `full` (mean over the same edits, 95 % bootstrap interval):", ""]
+        lines += [row(["variant", *(METRICS[m][0] for m in names)]), row(["---"] * (1 + len(names)))]
+        for variant, d in differences.items():
+            cells = [f"{d[m]['mean']:+.3g} [{d[m]['low']:+.3g}, {d[m]['high']:+.3g}]" if m in d else "—" for m in names]
+            lines.append(row([variant, *cells]))
     lines += ["", *[f"- {k}: {v if isinstance(v, str) else f'{v:.3f}'}" for k, v in batch.items()]]
     return "\n".join(lines) + "\n"
 
@@ -132,6 +212,7 @@ def aggregate(rows: list[dict], out_dir: Path, params: dict, title: str = "Edit-
         r["variant"] = variant_of(r)
     summary = summarise(rows)
     batch = set_metrics(rows, params)
+    differences = paired_differences(rows) if any(variant_of(r) == "full" for r in rows) else {}
     columns = list(TEXT_COLUMNS) + ["seconds"] + list(METRICS)
     table = pa.table(
         {c: [r.get(c) for r in rows] for c in columns},
@@ -140,16 +221,17 @@ def aggregate(rows: list[dict], out_dir: Path, params: dict, title: str = "Edit-
     with atomic_path(out_dir) as out:
         out.mkdir()
         pq.write_table(table, out / "metrics.parquet")
-        write_json(out / "summary.json", {"variants": summary, "set_metrics": batch})
-        write_text(out / "summary.md", _summary_markdown(summary, batch))
-        write_text(out / "report.html", batch_report(rows, summary, batch, out_dir, title))
+        write_json(out / "summary.json", {"variants": summary, "vs_full": differences, "set_metrics": batch})
+        write_text(out / "summary.md", _summary_markdown(summary, batch, differences))
+        write_chart(rows, out / "chart.png")
+        write_text(out / "report.html", batch_report(rows, summary, batch, out_dir, title, differences))
     log.info(
         "batch report: %s (%d cases, %d failed)",
         out_dir / "report.html",
         len(rows),
         sum(r["status"] != "ok" for r in rows),
     )
-    return {"variants": summary, "set_metrics": batch}
+    return {"variants": summary, "vs_full": differences, "set_metrics": batch}
 
 
 def main(argv=None) -> int:

@@ -1,9 +1,11 @@
 """Evaluation: the paper's metrics for one case, and its HTML report.
 
 With a ground-truth video (puppet world, TikTok-style protocol): L1 (DisCo's per-pixel-area form and
-plain MAE), PSNR, SSIM, LPIPS. Always: CLIP text alignment (TA) and temporal consistency (TC),
-LPIPS-N (neighbouring edited frames), LPIPS-S (source vs edited), and pose fidelity: PCK of the
-skeleton re-extracted from the edit against the aligned reference skeleton. A metric whose network
+plain MAE), PSNR, SSIM, LPIPS, each also inside the person region (the union of the ground-truth
+edit's person mask and the source's) and inside the rest of the frame (background). Always: CLIP
+text alignment (TA) and temporal consistency (TC), LPIPS-N (neighbouring edited frames), LPIPS-S
+(source vs edited), and pose fidelity: PCK of the skeleton re-extracted from the edit against the
+aligned reference skeleton. A metric whose network
 is not on this machine is reported as unavailable with the reason, never as a number. FVD and
 FID-VID compare sets of videos and are computed by the batch aggregation.
 
@@ -23,22 +25,46 @@ from eym import metrics as formulas
 from eym.atomic import atomic_path, write_json, write_text
 from eym.errors import MissingWeightsError
 from eym.keypoints import read_keypoints
-from eym.media import read_frames, read_video
+from eym.media import read_frames, read_masks
 from eym.skeleton import pck
 
-from .common import EVALUATION, FRAMES, OFFSET, SAMPLE, log, read_case, section, stage_main
-from .frames import resize_crop
+from .common import EVALUATION, FRAMES, MASKS, OFFSET, SAMPLE, log, read_case, section, stage_main
+from .frames import ground_truth_frames, resize_crop
 
 PARAMS = ("device", "lpips_backbone", "lpips_net", "clip", "allow_download", "pose_backend", "pck_alpha")
 GT_METRICS = ("l1", "l1_disco", "psnr", "ssim", "lpips")
-ALL_METRICS = GT_METRICS + ("clip_ta", "clip_tc", "lpips_n", "lpips_s", "pose_pck")
+TEMPORAL = ("temporal_error",)
+REGIONS = ("person", "background")
+REGION_METRICS = tuple(f"{m}_{r}" for r in REGIONS for m in GT_METRICS)
+ALL_METRICS = GT_METRICS + REGION_METRICS + TEMPORAL + ("clip_ta", "clip_tc", "lpips_n", "lpips_s", "pose_pck")
 
 
-def ground_truth_frames(case_dir: Path, gt_path: Path) -> np.ndarray:
-    """The ground-truth video with the frames stage's frame choice and crop applied."""
-    meta = json.loads((case_dir / FRAMES / "meta.json").read_text())
-    frames, _ = resize_crop(read_video(gt_path, meta["reference"]["indices"]), meta["width"], meta["height"])
-    return frames
+def ground_truth_masks(case_dir: Path, gt_path: Path, truth: np.ndarray, params: dict) -> tuple[np.ndarray, str]:
+    """Person masks of the ground-truth video: its own (``<video stem>_masks/``, numbered PNGs, as the
+    puppet world writes them) with the same frame choice and crop, else the segmentation backend's."""
+    folder = gt_path.with_name(f"{gt_path.stem}_masks")
+    if folder.is_dir():
+        meta = json.loads((case_dir / FRAMES / "meta.json").read_text())
+        masks = read_masks(folder)[meta["reference"]["indices"]].astype(np.uint8) * 255
+        resized, _ = resize_crop(masks, meta["width"], meta["height"])
+        return resized > 127, str(folder)
+    from .segment import person_probabilities
+
+    p = section(params, "segmentation")
+    return person_probabilities(truth, p) >= float(p["threshold"]), f"segmentation ({p['backend']})"
+
+
+def region_metrics(edited, truth, person: np.ndarray, lpips) -> dict:
+    """Every ground-truth metric inside the person region and inside the rest of the frame."""
+    out = {}
+    for region, mask in (("person", person), ("background", ~person)):
+        out[f"l1_{region}"] = formulas.region_mae(edited, truth, mask)
+        out[f"l1_disco_{region}"] = formulas.region_l1_disco(edited, truth, mask)
+        out[f"psnr_{region}"] = formulas.region_psnr(edited, truth, mask)
+        out[f"ssim_{region}"] = formulas.region_ssim(edited, truth, mask)
+        if lpips:
+            out[f"lpips_{region}"] = lpips.region(edited, truth, mask)
+    return {k: (None if v != v else v) for k, v in out.items()}  # NaN (an empty region) is not a number
 
 
 def _device(p: dict) -> str:
@@ -53,7 +79,7 @@ def compute(case_dir: Path, params: dict) -> tuple[dict, dict]:
     p = section(params, "evaluation", PARAMS)
     case = read_case(case_dir)
     edited = read_frames(case_dir / SAMPLE / "frames")
-    source = read_frames(case_dir / FRAMES / "source")
+    source = read_frames(case.source_dir / FRAMES / "source")
     values: dict = dict.fromkeys(ALL_METRICS)
     details: dict = {"unavailable": {}, "per_frame": {}}
     missing = details["unavailable"]
@@ -74,13 +100,21 @@ def compute(case_dir: Path, params: dict) -> tuple[dict, dict]:
             l1_disco=formulas.l1_disco(edited, truth),
             psnr=formulas.psnr(edited, truth),
             ssim=formulas.ssim(edited, truth),
+            temporal_error=formulas.temporal_error(edited, truth) if len(edited) > 1 else None,
         )
         details["per_frame"]["psnr"] = [formulas.psnr(e[None], t[None]) for e, t in zip(edited, truth)]
         if lpips:
             values["lpips"] = float(lpips(edited, truth).mean())
+        edit_masks, details["edit_masks_from"] = ground_truth_masks(case_dir, case.ground_truth, truth, params)
+        person = edit_masks | read_masks(case.source_dir / MASKS / "masks")
+        details["person_area"] = float(person.mean())
+        values.update(region_metrics(edited, truth, person, lpips))
     else:
-        for name in GT_METRICS:
+        for name in GT_METRICS + REGION_METRICS + TEMPORAL:
             missing[name] = "the case has no ground-truth video"
+    if not lpips:
+        for region in REGIONS:
+            missing[f"lpips_{region}"] = missing["lpips"]
     if lpips:
         values["lpips_n"] = float(lpips(edited[1:], edited[:-1]).mean()) if len(edited) > 1 else None
         values["lpips_s"] = float(lpips(edited, source).mean())
@@ -118,8 +152,10 @@ def run(case_dir: Path, params: dict) -> dict:
         out.mkdir()
         write_json(out / "metrics.json", values)
         write_json(out / "details.json", details)
-        truth = read_case(case_dir).ground_truth
-        write_text(out / "report.html", case_report(case_dir, values, details, str(params.get("prompt") or ""), truth))
+        case = read_case(case_dir)
+        prompt = str(params.get("prompt") or "")
+        page = case_report(case_dir, values, details, prompt, case.ground_truth, case.source_dir)
+        write_text(out / "report.html", page)
     shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items() if v is not None)
     log.info("evaluation: %s; unavailable: %s", shown or "nothing", ", ".join(details["unavailable"]) or "none")
     return values

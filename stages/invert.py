@@ -23,7 +23,7 @@ from eym_model.diffusion import ddim_invert, ddim_sample, decode_video, encode_p
 from .common import FRAMES, INVERSION, POSE, STAGE1, STAGE2, log, section, stage_main
 from .tune import check_size, load_stage_weights, skeleton_tensor, video_tensor
 
-PARAMS = ("steps", "use_prompt", "controlnet", "check_reconstruction")
+PARAMS = ("enabled", "steps", "use_prompt", "controlnet", "check_reconstruction")
 LATENTS = "latents.safetensors"
 
 
@@ -37,6 +37,12 @@ def run(case_dir: Path, params: dict) -> dict:
     """Inversion: the noise that DDIM sampling maps back to the source clip."""
     case_dir = Path(case_dir)
     p = section(params, INVERSION, PARAMS)
+    if not p["enabled"]:  # edits of this source sample from noise or copy it (baselines)
+        with atomic_path(case_dir / INVERSION) as out:
+            out.mkdir()
+            write_json(out / "inversion.json", {"skipped": True})
+        log.info("inversion: disabled (inversion.enabled: false)")
+        return {"skipped": True}
     model_params = section(params, "model", ("base", "controlnet"))
     components = load_components(model_params)
     load_stage_weights(components, case_dir, (STAGE1, STAGE2))

@@ -1,8 +1,12 @@
 """Sampling: the edit itself. DDIM from the inverted latents with ControlNet fed the offset reference
 skeletons and the case's prompt; classifier-free guidance is optional (the paper uses none).
+``sampling.start`` also gives the benchmark's baselines: ``noise`` samples from fresh noise
+("ControlNet only" when the tuning stages are off) and ``source`` returns the source video as the
+edit ("copy the source").
 
 Writes ``sample/frames/``, ``sample/edited.mp4``, ``sample/edited.gif``, ``sample/comparison.mp4``
-(source | reference | aligned skeleton | edited, side by side) and ``sample/meta.json``.
+(source | reference | aligned skeleton | edited | ground truth when the case has one, side by side) and
+``sample/meta.json``.
 """
 
 from __future__ import annotations
@@ -22,11 +26,28 @@ from eym.panels import side_by_side
 from eym_model.components import load_components
 from eym_model.diffusion import ddim_sample, decode_video, encode_prompts, prompt_warnings
 
-from .common import FRAMES, INVERSION, OFFSET, POSE, SAMPLE, STAGE1, STAGE2, log, section, stage_main
+from .common import (
+    FRAMES,
+    INVERSION,
+    OFFSET,
+    POSE,
+    SAMPLE,
+    STAGE1,
+    STAGE2,
+    log,
+    read_case,
+    section,
+    source_dir,
+    stage_main,
+)
+from .frames import ground_truth_frames
 from .invert import LATENTS
 from .tune import load_stage_weights, skeleton_tensor
 
-PARAMS = ("steps", "guidance_scale", "negative_prompt", "conditioning_scale", "eta", "seed")
+PARAMS = ("start", "steps", "guidance_scale", "negative_prompt", "conditioning_scale", "eta", "seed")
+# inverted: DDIM from the source's inverted latents (the method); noise: from fresh noise (with no
+# tuning, the "ControlNet only" baseline); source: the source video itself (the "copy" baseline)
+STARTS = ("inverted", "noise", "source")
 
 
 def to_frames(video: torch.Tensor) -> np.ndarray:
@@ -43,14 +64,14 @@ def inversion_steps(latents_file: Path) -> int | None:
     return int(steps) if steps is not None else None
 
 
-def run(case_dir: Path, params: dict) -> dict:
-    """Sampling: the edited video from the inverted noise and the aligned reference skeletons."""
-    case_dir = Path(case_dir)
-    p = section(params, "sampling", PARAMS)
-    model_params = section(params, "model", ("base", "controlnet"))
-    latents_file = case_dir / INVERSION / LATENTS
+def starting_noise(source_folder: Path, p: dict, frames: int) -> torch.Tensor:
+    """The source's inverted latents (checked against sampling.steps)."""
+    latents_file = source_folder / INVERSION / LATENTS
     if not latents_file.is_file():
-        raise InputError(f"{latents_file}: inverted latents not found (run the inversion stage first)")
+        raise InputError(
+            f"{latents_file}: inverted latents not found (run the inversion stage first, with inversion.enabled: "
+            "true; or sample from noise with sampling.start: noise)"
+        )
     noise = load_file(str(latents_file))["noise"]
     inverted_steps = inversion_steps(latents_file)
     if inverted_steps is not None and inverted_steps != int(p["steps"]):
@@ -59,20 +80,32 @@ def run(case_dir: Path, params: dict) -> dict:
             f"{p['steps']}: sampling would start at the wrong timestep. Set sampling.steps and inversion.steps "
             "to the same number"
         )
-    skeleton_frames = read_frames(case_dir / OFFSET / "aligned_skeleton")
-    if len(skeleton_frames) != noise.shape[2]:
-        raise InputError(
-            f"{case_dir / OFFSET}: {len(skeleton_frames)} skeleton frames for {noise.shape[2]} latent frames"
-        )
+    if noise.shape[2] != frames:
+        raise InputError(f"{latents_file}: {noise.shape[2]} latent frames for {frames} skeleton frames")
+    return noise
 
+
+def generate(case_dir: Path, params: dict, p: dict, skeleton_frames: np.ndarray, source: np.ndarray):
+    """The edited frames, and the tokenizer used (for prompt warnings; None without a model)."""
+    if p["start"] == "source":  # the "copy the source" baseline: moves nothing, keeps every pixel
+        return source.copy(), None
+    model_params = section(params, "model", ("base", "controlnet"))
     components = load_components(model_params)
-    load_stage_weights(components, case_dir, (STAGE1, STAGE2))
+    source_folder = source_dir(case_dir)
+    load_stage_weights(components, source_folder, (STAGE1, STAGE2))
     model, base = components.model.eval(), components.base
+    generator = torch.Generator(components.device).manual_seed(int(p["seed"]))
+    if p["start"] == "inverted":
+        noise = starting_noise(source_folder, p, len(skeleton_frames))
+    else:  # fresh noise: with no tuning, the "ControlNet only" baseline
+        factor = 2 ** (len(base.vae.config.block_out_channels) - 1)
+        height, width = source.shape[1] // factor, source.shape[2] // factor
+        shape = (1, base.vae.config.latent_channels, len(skeleton_frames), height, width)
+        noise = torch.randn(shape, generator=generator, device=components.device)
     prompt = str(params.get("prompt") or "")
     text = encode_prompts(base.tokenizer, base.text_encoder, [prompt])
     uncond = encode_prompts(base.tokenizer, base.text_encoder, [str(p["negative_prompt"] or "")])
     skeletons = skeleton_tensor(skeleton_frames).to(components.device, components.dtype)
-    generator = torch.Generator(components.device).manual_seed(int(p["seed"]))
     with components.autocast():
         latents = ddim_sample(
             model,
@@ -87,20 +120,34 @@ def run(case_dir: Path, params: dict) -> dict:
             float(p["eta"]),
             generator,
         )
-    edited = to_frames(decode_video(base.vae, latents.float(), int(model_params.get("vae_chunk", 8))))
+    return to_frames(decode_video(base.vae, latents.float(), int(model_params.get("vae_chunk", 8)))), base.tokenizer
+
+
+def run(case_dir: Path, params: dict) -> dict:
+    """Sampling: the edited video from the inverted noise and the aligned reference skeletons."""
+    case_dir = Path(case_dir)
+    p = section(params, "sampling", PARAMS)
+    if p["start"] not in STARTS:
+        raise InputError(f"params: sampling.start must be one of {list(STARTS)}, not {p['start']!r}")
+    skeleton_frames = read_frames(case_dir / OFFSET / "aligned_skeleton")
+    source = read_frames(source_dir(case_dir) / FRAMES / "source")
+    edited, tokenizer = generate(case_dir, params, p, skeleton_frames, source)
+    prompt = str(params.get("prompt") or "")
 
     fps = float(json.loads((case_dir / FRAMES / "meta.json").read_text())["fps"])
-    source = read_frames(case_dir / FRAMES / "source")
     reference_dir = case_dir / FRAMES / "reference"
     reference = read_frames(reference_dir if reference_dir.is_dir() else case_dir / POSE / "reference_skeleton")
     panels = {"source": source, "reference": reference, "aligned skeleton": skeleton_frames, "edited": edited}
+    truth = read_case(case_dir).ground_truth
+    if truth is not None:
+        panels["ground truth"] = ground_truth_frames(case_dir, truth)
     meta = {
         "prompt": prompt,
         "frames": len(edited),
         "fps": fps,
         "size": [edited.shape[2], edited.shape[1]],
         **{k: p[k] for k in PARAMS},
-        "warnings": prompt_warnings(base.tokenizer, [prompt]),
+        "warnings": prompt_warnings(tokenizer, [prompt]) if tokenizer is not None else [],
     }
     for warning in meta["warnings"]:
         log.warning("sampling: %s", warning)
@@ -112,7 +159,8 @@ def run(case_dir: Path, params: dict) -> dict:
         write_video(out / "comparison.mp4", side_by_side(panels), fps)
         write_json(out / "meta.json", meta)
     log.info(
-        "sampling: %d frames at %dx%d, %.1f fps -> %s",
+        "sampling (%s): %d frames at %dx%d, %.1f fps -> %s",
+        p["start"],
         len(edited),
         edited.shape[2],
         edited.shape[1],

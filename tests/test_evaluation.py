@@ -38,6 +38,40 @@ def test_a_known_shift_gives_known_values():
         metrics.psnr(truth[:2], truth)
 
 
+def test_region_metrics_see_only_their_region():
+    truth = _video()
+    edited = truth.copy()
+    edited[:, :16] = 255 - edited[:, :16]  # wrong in the top half only
+    top = np.zeros(truth.shape[:3], bool)
+    top[:, :16] = True
+    assert metrics.region_psnr(edited, truth, ~top) == metrics.PSNR_CAP
+    assert metrics.region_mae(edited, truth, ~top) == 0 and metrics.region_ssim(edited, truth, ~top) == pytest.approx(1)
+    assert metrics.region_psnr(edited, truth, top) < metrics.psnr(edited, truth) < 20
+    assert metrics.region_l1_disco(edited, truth, top) == pytest.approx(
+        metrics.region_mae(edited, truth, top) * 255 / 32**2
+    )
+    assert math.isnan(metrics.region_psnr(edited, truth, np.zeros_like(top)))
+
+
+def test_temporal_error_sees_flicker_that_per_frame_metrics_miss():
+    truth = np.repeat(_video(frames=1), 6, axis=0)  # a still scene
+    flicker = truth.astype(int) + np.array([6, -6, 6, -6, 6, -6])[:, None, None, None]
+    steady = truth.astype(int) + 6
+    flicker, steady = (np.clip(v, 0, 255).astype(np.uint8) for v in (flicker, steady))
+    assert metrics.psnr(flicker, truth) == pytest.approx(metrics.psnr(steady, truth), abs=0.1)
+    assert metrics.temporal_error(steady, truth) < 1e-3 < 0.03 < metrics.temporal_error(flicker, truth)
+
+
+def test_person_and_background_metrics_of_an_edit(evaluated_case):
+    values = json.loads((evaluated_case / "eval" / "metrics.json").read_text())
+    details = json.loads((evaluated_case / "eval" / "details.json").read_text())
+    assert details["edit_masks_from"].endswith("edit_masks")  # the puppet world's own masks
+    assert 0.02 < details["person_area"] < 0.6
+    for name in ("psnr", "ssim", "l1", "l1_disco"):
+        assert values[f"{name}_person"] is not None and values[f"{name}_background"] is not None
+    assert values["lpips_person"] is None and "lpips_person" in details["unavailable"]
+
+
 def test_frechet_distance_of_shifted_gaussians():
     a = np.random.default_rng(0).normal(size=(500, 3))
     assert metrics.frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
@@ -53,6 +87,10 @@ def test_lpips_with_a_local_backbone_file(tmp_path):
     a, b = _video(1, size=64), _video(2, size=64)
     assert np.allclose(lpips(a, a), 0, atol=1e-6)
     assert (lpips(a, b) > 0).all() and lpips(a, b).shape == (4,)
+    half = np.zeros(a.shape[:3], bool)
+    half[:, :32] = True
+    mixed = np.where(half[..., None], b, a)  # differs from a in the top half only
+    assert lpips.region(mixed, a, half) > 2 * lpips.region(mixed, a, ~half) > 0
     with pytest.raises(MissingWeightsError, match="alexnet-owt-7be5be79.pth"):
         LPIPS(str(tmp_path / "missing.pth"))
 

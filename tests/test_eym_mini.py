@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import yaml
 from conftest import REPO
 
+from eym.keypoints import read_keypoints
 from eym.puppet.seeds import EVALUATION, HELDOUT, TRAINING, check_seed, seeds_for
 
 
@@ -152,3 +155,58 @@ def test_a_phase_stopped_by_its_time_budget_resumes_to_the_same_weights(tiny_min
     b = load_file(root / "build/eym-mini/vae/diffusion_pytorch_model.safetensors")
     assert a.keys() == b.keys() and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
     assert not (root / "build/eym-mini/vae.ckpt").exists()
+
+
+MINI = REPO / "models" / "eym-mini"
+
+
+def _generate(base, controlnet, skeletons, prompts, steps=12, guidance=3.0):
+    """Frames drawn by diffusers' own ControlNet pipeline from the model folders, as they are."""
+    import torch
+    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
+    from PIL import Image
+
+    pipe = StableDiffusionControlNetPipeline.from_pretrained(
+        base,
+        controlnet=ControlNetModel.from_pretrained(controlnet, torch_dtype=torch.float32),
+        torch_dtype=torch.float32,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    size = skeletons.shape[1]
+    out = pipe(
+        prompt=prompts,
+        image=[Image.fromarray(s) for s in skeletons],
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        height=size,
+        width=size,
+        generator=torch.Generator().manual_seed(0),
+        output_type="np",
+    ).images
+    return (out * 255).round().astype(np.uint8)
+
+
+def _person_on_skeleton(frames, skeletons) -> float:
+    """Share of the skeletons' limb pixels that selfie segmentation finds a person on."""
+    from eym.detect.mediapipe_backend import segment_people
+
+    people = segment_people(frames) > 0.5
+    limbs = skeletons.any(-1)
+    return float((people & limbs).sum() / limbs.sum())
+
+
+@pytest.mark.skipif(not (MINI / "base").is_dir(), reason="eym-mini is trained by `dvc repro eym_mini`")
+def test_eym_mini_draws_a_person_where_the_skeleton_is_and_random_weights_do_not(tiny_models, tmp_path):
+    from eym.puppet.cases import KEYPOINTS, make_case
+    from eym.skeleton import draw_skeletons
+
+    make_case(tmp_path / "c", seed=77, size=128, num_frames=4, fps=4)  # an evaluation seed: unseen
+    kp = read_keypoints(tmp_path / "c" / KEYPOINTS["edit"])[0]
+    skeletons = draw_skeletons(kp, 128, 128)
+    prompt = json.loads((tmp_path / "c" / "case.json").read_text())["prompt"]
+    trained = _person_on_skeleton(_generate(MINI / "base", MINI / "controlnet", skeletons, [prompt] * 4), skeletons)
+    tiny = _person_on_skeleton(_generate(tiny_models[0], tiny_models[1], skeletons, [prompt] * 4, steps=4), skeletons)
+    assert trained > 0.5 > 0.2 > tiny, (trained, tiny)

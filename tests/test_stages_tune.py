@@ -85,7 +85,7 @@ def test_inversion_and_sampling_outputs(edited_case):
 
     reader = decord.VideoReader(str(edited_case / "sample" / "edited.mp4"))
     assert reader.get_avg_fps() == pytest.approx(6.0)  # 12 fps source, stride 2
-    assert read_video(edited_case / "sample" / "comparison.mp4").shape == (8, 128, 4 * 128, 3)
+    assert read_video(edited_case / "sample" / "comparison.mp4").shape == (8, 128, 5 * 128, 3)  # with the ground truth
     from PIL import Image
 
     with Image.open(edited_case / "sample" / "edited.gif") as gif:
