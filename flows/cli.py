@@ -256,10 +256,11 @@ def _run_cases(case_dirs: list[Path], args) -> int:
         return _fail(exc)
     failed = [r for r in rows if not isinstance(r, dict) or r["status"] != "ok"]
     if interrupted_exit():
-        for row in failed:
-            reason = f"{row['failed_stage']}: {row['reason']}" if isinstance(row, dict) else str(row)
-            print(f"eym-edit: {row['case'] if isinstance(row, dict) else ''} {reason}", file=sys.stderr)
-        print("eym-edit: interrupted; nothing is lost: run the same command to resume", file=sys.stderr)
+        reasons = [r["reason"] if isinstance(r, dict) else str(r) for r in failed]
+        for row, reason in zip(failed[1:], reasons[1:]):  # one line each, the first one last
+            print(f"eym-edit: {row['case'] if isinstance(row, dict) else ''}: {reason}", file=sys.stderr)
+        first = f"{reasons[0]}; " if reasons else ""
+        print(f"eym-edit: interrupted: {first}nothing is lost: run the same command to resume", file=sys.stderr)
         return interrupted_exit()
     for row in rows:
         report_source(row)
@@ -342,7 +343,7 @@ def cmd_batch(args) -> int:
     if interrupted_exit():
         for r in failed:
             print(f"eym-edit: {r['case']}: {r['reason']}", file=sys.stderr)
-        print("eym-edit: interrupted; nothing is lost: run the same command to resume", file=sys.stderr)
+        print("eym-edit: interrupted: nothing is lost: run the same command to resume", file=sys.stderr)
         return interrupted_exit()
     print(f"\n{len(rows) - len(failed)} of {len(rows)} cases finished")
     for r in failed:

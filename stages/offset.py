@@ -182,21 +182,22 @@ def align(
             + ("; set offset.anchor: auto" if anchor != "auto" else ": is the same body part visible in both?")
         )
         src_anchor = ref_anchor = np.zeros((len(source), 2))  # no move: the preview still shows both
-    pin, floor = name, None
+    floor = None
     if name not in (None, "feet"):
         # The source's feet are out of view: put the reference's feet on the floor the source would
         # stand on, so that a reference crouching (or jumping) in its first frame is not moved up.
         ref_feet = ANCHORS["feet"](reference, min_confidence)
         floor = floor_points(src_anchor, ref_anchor, ref_feet, s)
         if floor is not None:
-            src_anchor, ref_anchor, pin = floor, ref_feet, "feet"
+            src_anchor, ref_anchor = floor, ref_feet
 
     bone_scale = np.full(NUM_JOINTS, s)
     if retarget == "bones" and ratios:
         src_bones, ref_bones = bone_lengths(source, min_confidence), bone_lengths(reference, min_confidence)
         known = np.isfinite(src_bones) & np.isfinite(ref_bones) & (ref_bones > 0)
         bone_scale[known] = src_bones[known] / ref_bones[known]
-        aligned = rebuild_with_bones(reference, bone_scale, s, pin, min_confidence)
+        # Pinned at the anchor both show: the visible body hangs from it with the source's proportions.
+        aligned = rebuild_with_bones(reference, bone_scale, s, name, min_confidence)
     else:
         aligned = reference.copy()
         aligned[..., :2] = s * reference[..., :2]
