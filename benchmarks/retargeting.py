@@ -23,7 +23,7 @@ import yaml
 from eym.keypoints import read_keypoints
 from eym.puppet.cases import KEYPOINTS, make_case
 from eym.puppet.motions import MOTIONS
-from eym.skeleton import ANCHORS, PARENT, bounding_boxes, pck, visible
+from eym.skeleton import ANCHORS, bone_length_errors, bounding_boxes, pck, visible
 from stages import frames, offset, pose, segment
 from stages.common import deep_merge
 
@@ -38,17 +38,12 @@ def errors(aligned: np.ndarray, truth: np.ndarray, anchor: str) -> dict:
     size = np.nanmax(np.diff(bounding_boxes(truth)[:, [0, 2, 1, 3]].reshape(-1, 2, 2), axis=2)[..., 0], axis=1)
     dist = np.linalg.norm(aligned[..., :2] - truth[..., :2], axis=-1)
     rel = (dist / size[:, None])[both]
-    bones = []
-    for child, parent in PARENT.items():
-        ok = both[:, child] & both[:, parent]
-        a = np.linalg.norm(aligned[ok, child, :2] - aligned[ok, parent, :2], axis=-1)
-        t = np.linalg.norm(truth[ok, child, :2] - truth[ok, parent, :2], axis=-1)
-        bones += list(np.abs(a - t)[t > 2] / t[t > 2])
+    bones = bone_length_errors(aligned, truth, shortest=2.0)
     a_pts, t_pts = ANCHORS[anchor](aligned), ANCHORS[anchor](truth)
     ok = np.isfinite(a_pts).all(-1) & np.isfinite(t_pts).all(-1)
     return {
         "joint error %": 100 * float(np.median(rel)) if len(rel) else np.nan,
-        "bone error %": 100 * float(np.mean(bones)) if bones else np.nan,
+        "bone error %": 100 * float(np.mean(bones)) if len(bones) else np.nan,
         "anchor px": float(np.linalg.norm(a_pts[ok] - t_pts[ok], axis=-1).mean()) if ok.any() else np.nan,
         "PCK@0.05": pck(aligned, truth, 0.05),
     }

@@ -146,6 +146,19 @@ def bone_lengths(kp: np.ndarray, min_confidence: float = 0.3) -> np.ndarray:
     return out
 
 
+def bone_length_errors(kp: np.ndarray, truth: np.ndarray, min_confidence: float = 0.3, shortest: float = 3.0):
+    """Relative length error of every bone (PARENT) seen in both skeletons, over all frames; bones
+    shorter than ``shortest`` pixels in the truth are left out."""
+    both = visible(kp, min_confidence) & visible(truth, min_confidence)
+    out = []
+    for child, parent in PARENT.items():
+        ok = both[:, child] & both[:, parent]
+        a = np.linalg.norm(kp[ok, child, :2] - kp[ok, parent, :2], axis=-1)
+        t = np.linalg.norm(truth[ok, child, :2] - truth[ok, parent, :2], axis=-1)
+        out += list(np.abs(a - t)[t > shortest] / t[t > shortest])
+    return np.array(out)
+
+
 def bounding_boxes(kp: np.ndarray, min_confidence: float = 0.3) -> np.ndarray:
     """(frames, 4) x0, y0, x1, y1 of the visible joints (NaN for frames with none)."""
     vis = visible(kp, min_confidence)

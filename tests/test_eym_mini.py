@@ -163,18 +163,11 @@ MINI = REPO / "models" / "eym-mini"
 def _generate(base, controlnet, skeletons, prompts, steps=12, guidance=3.0):
     """Frames drawn by diffusers' own ControlNet pipeline from the model folders, as they are."""
     import torch
-    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
     from PIL import Image
 
-    pipe = StableDiffusionControlNetPipeline.from_pretrained(
-        base,
-        controlnet=ControlNetModel.from_pretrained(controlnet, torch_dtype=torch.float32),
-        torch_dtype=torch.float32,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
+    from eym_model.mini.export import controlnet_pipeline
+
+    pipe = controlnet_pipeline(base, controlnet)
     size = skeletons.shape[1]
     out = pipe(
         prompt=prompts,

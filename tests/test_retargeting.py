@@ -15,20 +15,8 @@ from eym.errors import InputError
 from eym.keypoints import read_keypoints, write_keypoints
 from eym.media import read_image as read_frames_png
 from eym.puppet.cases import KEYPOINTS, make_case
-from eym.skeleton import ANCHORS, PARENT, J, visible
+from eym.skeleton import ANCHORS, J, bone_length_errors
 from stages import offset
-
-
-def bone_errors(aligned: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Relative length error of every bone seen in both, over all frames."""
-    both = visible(aligned) & visible(truth)
-    out = []
-    for child, parent in PARENT.items():
-        ok = both[:, child] & both[:, parent]
-        a = np.linalg.norm(aligned[ok, child, :2] - aligned[ok, parent, :2], axis=-1)
-        t = np.linalg.norm(truth[ok, child, :2] - truth[ok, parent, :2], axis=-1)
-        out += list(np.abs(a - t)[t > 3] / t[t > 3])
-    return np.array(out)
 
 
 def anchor_error(aligned: np.ndarray, truth: np.ndarray, anchor: str) -> float:
@@ -66,8 +54,11 @@ def test_bones_retargeting_gives_the_source_its_own_body(child_reference):
     assert info["verdict"] == "good" and info["anchor"] == "feet"
     assert set(info["segments"]) >= {"upper_arm", "thigh", "shin", "neck_nose"}
     # One scale cannot turn a child's proportions into an adult's; per-bone lengths can.
-    assert np.median(bone_errors(bones, truth)) < 0.03 and np.percentile(bone_errors(bones, truth), 90) < 0.15
-    assert np.median(bone_errors(scaled, truth)) > 0.1
+    assert (
+        np.median(bone_length_errors(bones, truth)) < 0.03
+        and np.percentile(bone_length_errors(bones, truth), 90) < 0.15
+    )
+    assert np.median(bone_length_errors(scaled, truth)) > 0.1
     assert anchor_error(bones, truth, "feet") < 3.0
     # The reference's motion survives: the aligned wrists follow the reference's up and down.
     wrist = J["right_wrist"]
@@ -83,7 +74,7 @@ def test_partial_source_views_align_with_the_joints_they_show(tmp_path, view, an
     source, reference, truth = _exact(folder)
     aligned, info = offset.align(source, reference, "bones", width=256, height=256)
     assert info["anchor"] == anchor and info["verdict"] == "good"
-    assert np.percentile(bone_errors(aligned, truth), 90) < 0.15
+    assert np.percentile(bone_length_errors(aligned, truth), 90) < 0.15
     assert anchor_error(aligned, truth, info["anchor"]) < 3.0
 
 
@@ -106,7 +97,7 @@ def test_partial_views_through_the_detectors_and_the_stages(tmp_path, view):
     aligned, _ = read_keypoints(case / "offset" / "aligned.parquet")
     truth, _ = read_keypoints(inputs / KEYPOINTS["edit"])
     indices = json.loads((case / "frames" / "meta.json").read_text())["reference"]["indices"]
-    errors = bone_errors(aligned, truth[indices])
+    errors = bone_length_errors(aligned, truth[indices])
     assert len(errors) > 20 and np.median(errors) < 0.15
     meta = json.loads((case / "offset" / "meta.json").read_text())
     assert meta["verdict"] == "good" and meta["segments"]

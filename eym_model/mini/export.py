@@ -64,13 +64,9 @@ def assemble(root: Path) -> tuple[Path, Path]:
     return base, controlnet
 
 
-@torch.no_grad()
-def controlnet_pose_check(base: Path, controlnet: Path, heldout, p: dict, device: str) -> dict:
-    """Frames drawn by diffusers' ControlNet pipeline from held-out skeletons, and their pose PCK."""
+def controlnet_pipeline(base: Path, controlnet: Path, device: str = "cpu"):
+    """diffusers' own ``StableDiffusionControlNetPipeline`` on the two folders, as they are."""
     from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
-    from PIL import Image
-
-    from eym.detect.mediapipe_backend import detect_poses
 
     pipe = StableDiffusionControlNetPipeline.from_pretrained(
         base,
@@ -81,6 +77,17 @@ def controlnet_pose_check(base: Path, controlnet: Path, heldout, p: dict, device
         requires_safety_checker=False,
     ).to(device)
     pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@torch.no_grad()
+def controlnet_pose_check(base: Path, controlnet: Path, heldout, p: dict, device: str) -> dict:
+    """Frames drawn by diffusers' ControlNet pipeline from held-out skeletons, and their pose PCK."""
+    from PIL import Image
+
+    from eym.detect.mediapipe_backend import detect_poses
+
+    pipe = controlnet_pipeline(base, controlnet, device)
     count, size = int(p["eval_frames"]), heldout.frames.shape[1]
     truth_kp = heldout.keypoints[:count]
     skeletons = draw_skeletons(truth_kp, size, size)
