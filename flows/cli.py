@@ -46,7 +46,7 @@ def override_layers(args) -> list[tuple[str, dict]]:
     from eym.errors import InputError
     from eym.parameters import read_layer
 
-    layers = [(str(file), read_layer(file)) for file in getattr(args, "params", None) or []]
+    layers = [(str(Path(file).resolve()), read_layer(file)) for file in getattr(args, "params", None) or []]
 
     def put(tree: dict, dotted: str, value):
         *parents, last = dotted.split(".")

@@ -62,11 +62,12 @@ class Supervisor:
             return [label for _, label in self.procs.values() if label]
 
     def stop_all(self, grace: float = GRACE_SECONDS) -> None:
-        """SIGTERM to every group, then SIGKILL to the groups still alive after ``grace`` seconds."""
+        """SIGTERM to every stage process (a tuning stage checkpoints first; DVC then ends on its own,
+        passing on the stage's last words), then SIGKILL to the groups still alive after ``grace``."""
         with self.lock:
             procs = [proc for proc, _ in self.procs.values()]
         for proc in procs:
-            _signal_group(proc.pid, signal.SIGTERM)
+            _signal_stages(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
         for proc in procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -89,6 +90,22 @@ class Supervisor:
             flush=True,
         )
         threading.Thread(target=self.stop_all, daemon=True, name="stop-stages").start()
+
+
+def _signal_stages(pid: int, signum: int) -> None:
+    """Signal the stage processes (``python -m stages.<name>``) below ``pid``; the whole group when
+    there is none (yet)."""
+    import psutil
+
+    try:
+        stages = [p for p in psutil.Process(pid).children(recursive=True) if "stages." in " ".join(p.cmdline()[:4])]
+    except psutil.Error:
+        stages = []
+    for stage in stages:
+        with contextlib.suppress(psutil.Error):
+            stage.send_signal(signum)
+    if not stages:
+        _signal_group(pid, signum)
 
 
 def _signal_group(pid: int, signum: int) -> None:
@@ -144,10 +161,12 @@ def prefect_api(timeout: float = 120.0):
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}/api"
-    proc = SUPERVISOR.spawn(
+    proc = SUPERVISOR.spawn(  # no inherited stdout/stderr: a caller reading them must see them close
         [sys.executable, "-m", "flows.prefect_server", "--port", str(port)],
         cwd=str(Path(__file__).resolve().parents[1]),
+        stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     SUPERVISOR.release(proc)  # stopped below, after the flows, not with the stages
     try:
@@ -162,7 +181,10 @@ def prefect_api(timeout: float = 120.0):
                 raise RuntimeError(f"the temporary Prefect server did not answer within {timeout:.0f} s")
             time.sleep(0.2)
         with temporary_settings({PREFECT_API_URL: url}):
-            yield url
+            try:
+                yield url
+            finally:
+                _drain_prefect_workers()
     finally:
         _signal_group(proc.pid, signal.SIGTERM)
         try:
@@ -170,6 +192,17 @@ def prefect_api(timeout: float = 120.0):
         except subprocess.TimeoutExpired:
             _signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def _drain_prefect_workers(timeout: float = 10.0) -> None:
+    """Send Prefect's queued logs and events while the server still answers (else they are retried
+    against a stopped server for a minute at exit)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        with contextlib.suppress(Exception):
+            worker.drain_all(timeout=timeout)
 
 
 class CaseLock:

@@ -18,7 +18,7 @@ import yaml
 from flows.sandbox import TINY_CASE_PARAMS as TINY
 from flows.sandbox import make_workspace
 
-SLOW_TUNING = {**TINY, "stage1": {"steps": 400, "checkpoint_every": 5}}
+SLOW_TUNING = {**TINY, "stage1": {"steps": 40, "checkpoint_every": 2}}  # long enough to be interrupted
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +82,12 @@ def wait_for(check, timeout: float, what: str):
     raise TimeoutError(f"timed out waiting for {what}")
 
 
+def source_of(case: Path, timeout: float = 300) -> Path:
+    """The source folder of an edit folder, once eym-edit has created it."""
+    wait_for(lambda: (case / "case.yaml").is_file(), timeout, f"{case} to be created")
+    return (case / yaml.safe_load((case / "case.yaml").read_text())["source_dir"]).resolve()
+
+
 def nothing_left(pid: int, timeout: float = 20.0) -> None:
     def gone():
         return not [p for p in descendants_of_run(pid) if p.status() != psutil.STATUS_ZOMBIE]
@@ -93,8 +99,11 @@ def nothing_left(pid: int, timeout: float = 20.0) -> None:
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_during_tuning_stops_everything_and_the_rerun_resumes(workspace, tmp_path, signum, code):
     case = workspace / "data" / "cases" / f"stop-{signum.name.lower()}"
-    proc = eym_edit(workspace, *run_args(case.name), tmp_path=tmp_path)
-    checkpoint = case / "stage1.ckpt" / "checkpoint.pt"
+    proc = eym_edit(
+        workspace, *run_args(case.name, "inputs/slow.yaml", "--source-prompt", signum.name), tmp_path=tmp_path
+    )
+    source = source_of(case)
+    checkpoint = source / "stage1.ckpt" / "checkpoint.pt"
     wait_for(lambda: checkpoint.exists() or proc.poll() is not None, 600, "the first stage-1 checkpoint")
     assert proc.poll() is None, proc.communicate()
     started = time.time()
@@ -106,20 +115,22 @@ def test_a_signal_during_tuning_stops_everything_and_the_rerun_resumes(workspace
     assert "stage1 interrupted: at step" in last and "run the same command to resume" in last, err[-2000:]
     assert "Traceback" not in err
     nothing_left(proc.pid)
-    assert checkpoint.exists() and not (case / "stage1" / "weights.safetensors").exists()
+    assert checkpoint.exists() and not (source / "stage1" / "weights.safetensors").exists()
 
-    again = eym_edit(workspace, *run_args(case.name, "inputs/slow.yaml", "--set", "stage1.steps=20"), tmp_path=tmp_path)
+    again = eym_edit(
+        workspace, *run_args(case.name, "inputs/slow.yaml", "--source-prompt", signum.name), tmp_path=tmp_path
+    )  # the same command
     out, err = again.communicate(timeout=900)
     assert again.returncode == 0, err[-3000:]
-    assert "resuming after step" in (case / "logs" / "stage1.log").read_text() or "checkpoint" in err
+    assert "resuming after step" in (source / "logs" / "stage1.log").read_text()
     assert (case / "eval" / "metrics.json").is_file() and not checkpoint.parent.exists()
 
 
 @pytest.mark.slow
 def test_kill_9_of_eym_edit_leaves_no_orphans_and_a_rerun_works_at_once(workspace, tmp_path):
     case = workspace / "data" / "cases" / "killed"
-    proc = eym_edit(workspace, *run_args(case.name), tmp_path=tmp_path)
-    checkpoint = case / "stage1.ckpt" / "checkpoint.pt"
+    proc = eym_edit(workspace, *run_args(case.name, "inputs/slow.yaml", "--source-prompt", "killed"), tmp_path=tmp_path)
+    checkpoint = source_of(case) / "stage1.ckpt" / "checkpoint.pt"
     wait_for(lambda: checkpoint.exists() or proc.poll() is not None, 600, "the first stage-1 checkpoint")
     helpers = [p for p in descendants_of_run(proc.pid) if p.pid != proc.pid]
     assert helpers, "no stage or server process was found"
@@ -127,19 +138,25 @@ def test_kill_9_of_eym_edit_leaves_no_orphans_and_a_rerun_works_at_once(workspac
     proc.communicate()
     nothing_left(proc.pid, timeout=30)
 
-    again = eym_edit(workspace, *run_args(case.name, "inputs/tiny.yaml"), tmp_path=tmp_path)
+    again = eym_edit(
+        workspace, *run_args(case.name, "inputs/slow.yaml", "--source-prompt", "killed"), tmp_path=tmp_path
+    )
     out, err = again.communicate(timeout=900)
     assert again.returncode == 0, err[-3000:]
     assert "is busy" not in err and (case / "eval" / "metrics.json").is_file()
+    assert "resuming after step" in (checkpoint.parent.parent / "logs" / "stage1.log").read_text()
 
 
 def test_a_second_eym_edit_on_a_running_case_says_who_holds_it(workspace, tmp_path):
     from flows.runtime import CaseLock
 
     case = workspace / "data" / "cases" / "held"
+    case.mkdir(parents=True)
+    case.joinpath("dvc.yaml").write_text("stages: {}\n")
+    models = {"base": str(workspace / "models" / "base"), "controlnet": str(workspace / "models" / "controlnet")}
+    case.joinpath("params.yaml").write_text(yaml.safe_dump({**TINY, "model": {**TINY["model"], **models}}))
     with CaseLock(case):
         other = eym_edit(workspace, "case", str(case), tmp_path=tmp_path)
-        case.joinpath("dvc.yaml").write_text("stages: {}\n")
         out, err = other.communicate(timeout=120)
     assert other.returncode == 2
     assert "is being run by eym-edit (pid" in err and "Traceback" not in err
@@ -201,10 +218,11 @@ def test_a_leftover_checkpoint_goes_when_the_output_is_restored_from_the_run_cac
     assert first.returncode == 0, err[-3000:]
     import shutil
 
-    shutil.rmtree(case / "stage1")  # DVC will restore it from its run cache, without running stage 1
-    (case / "stage1.ckpt").mkdir()
-    (case / "stage1.ckpt" / "checkpoint.pt").write_bytes(b"left over by an interrupted run")
+    source = source_of(case)
+    shutil.rmtree(source / "stage1")  # DVC will restore it from its run cache, without running stage 1
+    (source / "stage1.ckpt").mkdir()
+    (source / "stage1.ckpt" / "checkpoint.pt").write_bytes(b"left over by an interrupted run")
     again = eym_edit(workspace, "case", str(case), tmp_path=tmp_path)
     _, err = again.communicate(timeout=900)
     assert again.returncode == 0, err[-3000:]
-    assert (case / "stage1" / "weights.safetensors").is_file() and not (case / "stage1.ckpt").exists()
+    assert (source / "stage1" / "weights.safetensors").is_file() and not (source / "stage1.ckpt").exists()
