@@ -122,3 +122,23 @@ def timed_dvc(root: Path, *args) -> float:
     if out.returncode:
         raise RuntimeError(out.stdout + out.stderr)
     return time.perf_counter() - start
+
+
+def start_eym_edit(root: Path, *args: str, prefect_home: Path | None = None) -> subprocess.Popen:
+    """``eym-edit *args`` in the workspace as a terminal job: its own process group, its own Prefect
+    server (no $PREFECT_API_URL), stdout and stderr captured as text."""
+    import os
+
+    env = dict(os.environ)
+    env.pop("PREFECT_API_URL", None)
+    if prefect_home:
+        env["PREFECT_HOME"] = str(prefect_home)
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", *args],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo: set up (first time), then edit one synthetic puppet clip end to end on the CPU, offline,
-# with eym-mini (the puppet-world base model in models/eym-mini), through the Prefect flow and DVC:
-# frames, masks, pose, retargeting, stage-1 and stage-2 tuning, inversion, sampling and evaluation.
+# through the Prefect flow and DVC: frames, masks, pose, retargeting, stage-1 and stage-2 tuning,
+# inversion, sampling and evaluation, on the tiny random-weight models (eym-mini, the puppet-world
+# base model that will make real edits here, is still in training: eym_model/mini).
 # Prints where the results are.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,7 @@ start=$SECONDS
 source scripts/offline-env.sh
 export PATH="$PWD/.venv/bin:$PATH"
 
+[ -d models/tiny/base ] || python -m eym_model.tiny --out models/tiny
 case=data/demo/puppet-demo
 [ -f "$case/case.json" ] || eym-puppet case --out "$case" --seed 1 --size 256 --frames 24 \
   --source-motion walk_in_place --reference-motion arms_raise

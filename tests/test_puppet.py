@@ -8,6 +8,7 @@ import sys
 
 import cv2
 import numpy as np
+import pytest
 
 from eym.detect.mediapipe_backend import detect_poses, segment_people
 from eym.keypoints import read_keypoints
@@ -140,3 +141,18 @@ def test_benchmark_command_writes_cases_and_manifest(tmp_path):
     assert [c.source_is_image for c in cases] == [False, False, True]
     assert all(c.ground_truth and c.ground_truth.is_file() and c.prompt for c in cases)
     assert len({c.prompt for c in cases}) == 3
+
+
+def test_benchmark_pairs_every_source_with_several_references(tmp_path):
+    from eym.puppet.benchmark import make_benchmark
+
+    manifest = make_benchmark(tmp_path / "bench", 6, size=64, num_frames=4, progress=False, references_per_source=3)
+    cases = read_manifest(manifest)
+    assert [c.id for c in cases[:3]] == ["puppet-000-r0", "puppet-000-r1", "puppet-000-r2"]
+    assert len({c.source for c in cases}) == 2 and len({c.reference for c in cases}) == 6
+    assert all(c.source_prompt and c.prompt != c.source_prompt for c in cases)  # the source's motion, the edit's
+    infos = [json.loads((c.reference.parent / CASE_INFO).read_text()) for c in cases[:3]]
+    assert len({i["reference"]["motion"]["name"] for i in infos}) == 3  # three different motions
+    assert {i["source"]["motion"]["name"] for i in infos} != {i["reference"]["motion"]["name"] for i in infos}
+    with pytest.raises(ValueError, match="do not split"):
+        make_benchmark(tmp_path / "odd", 5, size=64, num_frames=4, progress=False, references_per_source=2)

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from flows.sandbox import TINY_CASE_PARAMS as TINY
-from flows.sandbox import make_workspace
+from flows.sandbox import make_workspace, start_eym_edit
 
 SLOW_TUNING = {**TINY, "stage1": {"steps": 40, "checkpoint_every": 2}}  # long enough to be interrupted
 
@@ -29,19 +29,8 @@ def workspace(tmp_path_factory, tiny_models):
     return root
 
 
-def eym_edit(workspace: Path, *args: str, tmp_path: Path, **kwargs) -> subprocess.Popen:
-    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"))
-    env.pop("PREFECT_API_URL", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", *args],
-        cwd=workspace,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, as a terminal job is
-        **kwargs,
-    )
+def eym_edit(workspace: Path, *args: str, tmp_path: Path) -> subprocess.Popen:
+    return start_eym_edit(workspace, *args, prefect_home=tmp_path / "prefect")
 
 
 def run_args(case_id: str, params: str = "inputs/slow.yaml", *extra: str) -> list[str]:

@@ -1,0 +1,132 @@
+"""Faults injected into eym-edit as a user runs it: what the user sees, how long it takes, what is lost.
+
+    .venv/bin/python benchmarks/reliability.py --steps 40
+
+A throwaway workspace with the tiny models and a 128x128 puppet clip; stage 1 tunes ``--steps`` steps
+with a checkpoint every 2. Each fault is injected once: Ctrl-C (SIGINT to the process group) and
+SIGTERM during stage 1, then the same command again; kill -9 of eym-edit alone, then the same command
+again; a typo in --set, a wrong value, a missing base model. Prints a Markdown table: the fault, the
+seconds until eym-edit exited (or its processes were gone), its last line, and what the rerun did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import yaml
+
+
+def eym_edit(root: Path, case: str, params: str, *extra: str) -> subprocess.Popen:
+    from flows.sandbox import start_eym_edit
+
+    args = ["run", "--source", "inputs/p0/source.mp4", "--reference", "inputs/p0/reference.mp4"]
+    args += ["--prompt", "a person", "--params", params, "--id", case, "--source-prompt", case, *extra]
+    return start_eym_edit(root, *args)
+
+
+def checkpoint_of(root: Path, case: str) -> Path:
+    deadline = time.time() + 600
+    while not (root / "data" / "cases" / case / "case.yaml").is_file():
+        if time.time() > deadline:
+            raise TimeoutError(case)
+        time.sleep(0.2)
+    source_dir = yaml.safe_load((root / "data" / "cases" / case / "case.yaml").read_text())["source_dir"]
+    return (root / "data" / "cases" / case / source_dir).resolve() / "stage1.ckpt" / "checkpoint.pt"
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.environ().get("EYM_SUPERVISOR_PID") == str(pid) and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+def interrupt(root: Path, case: str, how: str) -> dict:
+    """Start a run, inject ``how`` at the first stage-1 checkpoint, then rerun the same command."""
+    proc = eym_edit(root, case, "inputs/slow.yaml")
+    checkpoint = checkpoint_of(root, case)
+    while not checkpoint.exists():
+        if proc.poll() is not None:
+            raise RuntimeError(f"{case}: ended before its first checkpoint: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.2)
+    started = time.perf_counter()
+    if how == "kill -9 of eym-edit":
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        while descendants(proc.pid):
+            time.sleep(0.2)
+        seen = "nothing (killed); its stage processes and Prefect server end by themselves"
+    else:
+        os.killpg(proc.pid, signal.SIGINT if how == "Ctrl-C" else signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        seen = f"exit {proc.returncode}: `{last_line(err)}`"
+    stopped = time.perf_counter() - started
+    left = len(descendants(proc.pid))
+    started = time.perf_counter()
+    again = eym_edit(root, case, "inputs/slow.yaml")
+    _, err = again.communicate(timeout=1800)
+    log = (checkpoint.parent.parent / "logs" / "stage1.log").read_text()
+    resumed = next((line.split("INFO ", 1)[-1] for line in log.splitlines() if "resuming after step" in line), "")
+    rerun = f"exit {again.returncode} in {time.perf_counter() - started:.0f} s; {resumed or 'started over'}"
+    return {"fault": how, "seconds": stopped, "seen": seen, "left": left, "rerun": rerun}
+
+
+def refused(root: Path, case: str, fault: str, *extra: str) -> dict:
+    started = time.perf_counter()
+    proc = eym_edit(root, case, "inputs/tiny.yaml", *extra)
+    _, err = proc.communicate(timeout=300)
+    created = (root / "data" / "cases" / case).exists()
+    return {
+        "fault": fault,
+        "seconds": time.perf_counter() - started,
+        "seen": f"exit {proc.returncode}: `{last_line(err)}`",
+        "left": 0,
+        "rerun": "case folder created" if created else "nothing was created; no stage ran",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=40, help="stage-1 steps of the interrupted runs")
+    args = parser.parse_args()
+    os.environ.update(DVC_NO_ANALYTICS="1", PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    from flows.sandbox import TINY_CASE_PARAMS, make_workspace
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = make_workspace(Path(tmp), [("dance", "wave")])
+        os.environ["PREFECT_HOME"] = str(Path(tmp) / "prefect")
+        (root / "inputs" / "tiny.yaml").write_text(yaml.safe_dump(TINY_CASE_PARAMS))
+        slow = {**TINY_CASE_PARAMS, "stage1": {"steps": args.steps, "checkpoint_every": 2}}
+        (root / "inputs" / "slow.yaml").write_text(yaml.safe_dump(slow))
+        rows = [
+            interrupt(root, "sigint", "Ctrl-C"),
+            interrupt(root, "sigterm", "SIGTERM"),
+            interrupt(root, "killed", "kill -9 of eym-edit"),
+            refused(root, "typo", "`--set sampling.guidance_scal=7.5`", "--set", "sampling.guidance_scal=7.5"),
+            refused(root, "wrong", "`--set stage1.steps=abc`", "--set", "stage1.steps=abc"),
+            refused(root, "noweights", "`--set model.base=/nonexistent`", "--set", "model.base=/nonexistent"),
+        ]
+    print("| fault | seconds to stop | what the user sees | processes left | the same command again |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['fault']} | {row['seconds']:.1f} | {row['seen']} | {row['left']} | {row['rerun']} |")
+
+
+if __name__ == "__main__":
+    main()
