@@ -14,7 +14,7 @@ log = logging.getLogger("eym")
 
 class Progress:
     def __init__(self, total: int, desc: str, initial: int = 0, unit: str = "it", enabled: bool = True):
-        self.total, self.desc, self.count = total, desc, initial
+        self.total, self.desc, self.count, self.initial = total, desc, initial, initial
         self.terminal = enabled and sys.stderr.isatty()
         self.bar = tqdm(
             total=total,
@@ -39,7 +39,7 @@ class Progress:
         if self.enabled and not self.terminal and self.total >= 20 and tenth > self.logged:
             self.logged = tenth
             elapsed = time.perf_counter() - self.started
-            rate = elapsed / max(self.count, 1)
+            rate = elapsed / max(self.count - self.initial, 1)  # a resumed run: this run's steps only
             eta = rate * (self.total - self.count)
             log.info(
                 "%s: %d/%d%s (%.2f s/%s, %.0f s left)",

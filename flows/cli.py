@@ -260,7 +260,8 @@ def _run_cases(case_dirs: list[Path], args) -> int:
         for row, reason in zip(failed[1:], reasons[1:]):  # one line each, the first one last
             print(f"eym-edit: {row['case'] if isinstance(row, dict) else ''}: {reason}", file=sys.stderr)
         first = f"{reasons[0]}; " if reasons else ""
-        print(f"eym-edit: interrupted: {first}nothing is lost: run the same command to resume", file=sys.stderr)
+        hint = "" if "the same command resumes" in first else ": run the same command to resume"
+        print(f"eym-edit: interrupted: {first}nothing is lost{hint}", file=sys.stderr)
         return interrupted_exit()
     for row in rows:
         report_source(row)

@@ -85,3 +85,16 @@ def test_bad_input_is_one_clear_line(args, message, tmp_path):
     result = _eym_edit(*args, cwd=tmp_path if args[0] == "case" else None)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_progress_of_a_resumed_run_times_only_its_own_steps(caplog, monkeypatch):
+    import logging
+
+    from eym import progress
+
+    clock = iter([100.0, 110.0])  # started, then 10 s later
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: next(clock))
+    with caplog.at_level(logging.INFO):
+        bar = progress.Progress(100, "stage1 tuning", initial=80, unit="step")
+        bar.update(10)  # 10 steps in 10 s, resumed after step 80
+    assert "90/100 (1.00 s/step, 10 s left)" in caplog.text

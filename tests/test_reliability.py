@@ -101,7 +101,7 @@ def test_a_signal_during_tuning_stops_everything_and_the_rerun_resumes(workspace
     assert proc.returncode == code, err[-2000:]
     assert time.time() - started < 30
     last = err.strip().splitlines()[-1]
-    assert "stage1 interrupted: at step" in last and "run the same command to resume" in last, err[-2000:]
+    assert "stage1 interrupted: at step" in last and "the same command resumes from step" in last, err[-2000:]
     assert "Traceback" not in err
     nothing_left(proc.pid)
     assert checkpoint.exists() and not (source / "stage1" / "weights.safetensors").exists()
