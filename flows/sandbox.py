@@ -7,6 +7,7 @@ model paths relative to a manifest in the workspace's ``inputs/`` folder.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -127,8 +128,6 @@ def timed_dvc(root: Path, *args) -> float:
 def start_eym_edit(root: Path, *args: str, prefect_home: Path | None = None) -> subprocess.Popen:
     """``eym-edit *args`` in the workspace as a terminal job: its own process group, its own Prefect
     server (no $PREFECT_API_URL), stdout and stderr captured as text."""
-    import os
-
     env = dict(os.environ)
     env.pop("PREFECT_API_URL", None)
     if prefect_home:
