@@ -37,8 +37,9 @@ def checkpoint_of(root: Path, case: str) -> Path:
         if time.time() > deadline:
             raise TimeoutError(case)
         time.sleep(0.2)
-    source_dir = yaml.safe_load((root / "data" / "cases" / case / "case.yaml").read_text())["source_dir"]
-    return (root / "data" / "cases" / case / source_dir).resolve() / "stage1.ckpt" / "checkpoint.pt"
+    from stages.common import source_dir
+
+    return source_dir(root / "data" / "cases" / case) / "stage1.ckpt" / "checkpoint.pt"
 
 
 def descendants(pid: int) -> list[psutil.Process]:

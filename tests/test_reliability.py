@@ -74,7 +74,9 @@ def wait_for(check, timeout: float, what: str):
 def source_of(case: Path, timeout: float = 300) -> Path:
     """The source folder of an edit folder, once eym-edit has created it."""
     wait_for(lambda: (case / "case.yaml").is_file(), timeout, f"{case} to be created")
-    return (case / yaml.safe_load((case / "case.yaml").read_text())["source_dir"]).resolve()
+    from stages.common import source_dir
+
+    return source_dir(case)
 
 
 def nothing_left(pid: int, timeout: float = 20.0) -> None:
