@@ -94,11 +94,13 @@ class Supervisor:
 
 def _signal_stages(pid: int, signum: int) -> None:
     """Signal the stage processes (``python -m stages.<name>``) below ``pid``; the whole group when
-    there is none (yet)."""
+    there is none (yet). Never the shell DVC runs the command in (dash, unlike bash, does not exec
+    it): a shell killed by the signal would end DVC with -15 before the stage has saved its checkpoint
+    and said so."""
     import psutil
 
     try:
-        stages = [p for p in psutil.Process(pid).children(recursive=True) if "stages." in " ".join(p.cmdline()[:4])]
+        stages = [p for p in psutil.Process(pid).children(recursive=True) if _is_stage(p)]
     except psutil.Error:
         stages = []
     for stage in stages:
@@ -106,6 +108,17 @@ def _signal_stages(pid: int, signum: int) -> None:
             stage.send_signal(signum)
     if not stages:
         _signal_group(pid, signum)
+
+
+def _is_stage(proc) -> bool:
+    """Whether ``proc`` is ``python [-u] -m stages.<name> ...`` itself."""
+    import psutil
+
+    try:
+        args = proc.cmdline()
+    except psutil.Error:  # gone meanwhile
+        return False
+    return any(a == "-m" and b.startswith("stages.") for a, b in zip(args[1:3], args[2:4]))
 
 
 def _signal_group(pid: int, signum: int) -> None:
