@@ -357,6 +357,25 @@ def check_layers(layers: list[tuple[str, dict]], merged: dict) -> dict:
     return merged
 
 
+def inconsistencies(layers: list[tuple[str, dict]], merged: dict) -> list[str]:
+    """Values of a whole edit (source and edit sides), valid one by one, that cannot work together.
+    Not for a stage's own layers: a source folder's params name no sampling."""
+
+    def origin(section: str, key: str) -> str:
+        source = next((w for w, v in reversed(layers) if key in ((v or {}).get(section) or {})), None)
+        return f" (from {source})" if source else ""
+
+    sampling, inversion = merged["sampling"], merged["inversion"]
+    if sampling.get("start", "inverted") == "inverted" and inversion.get("enabled", True):
+        if int(sampling["steps"]) != int(inversion["steps"]):
+            return [
+                f"parameter 'sampling.steps' = {sampling['steps']}{origin('sampling', 'steps')} must equal "
+                f"'inversion.steps' = {inversion['steps']}{origin('inversion', 'steps')}: sampling starts from "
+                "the noise inverted with that many DDIM steps"
+            ]
+    return []
+
+
 class ParameterError(InputError):
     def __init__(self, problems: list[str]):
         self.problems = problems

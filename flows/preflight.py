@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from eym.errors import MissingWeightsError
-from eym.parameters import merge_checked
+from eym.parameters import ParameterError, inconsistencies, merge_checked
 
 log = logging.getLogger("eym")
 
@@ -70,6 +70,9 @@ def resolution_hint(params: dict) -> str | None:
 def preflight(layers: list[tuple[str, dict]], weights: bool = True, models: bool = True) -> dict:
     """Merged, checked parameters; raises InputError naming every problem before anything runs."""
     params = merge_checked(layers)
+    problems = inconsistencies(layers, params)
+    if problems:
+        raise ParameterError(problems)
     if weights:
         problems = check_weights(params, models)
         if problems:
