@@ -345,9 +345,8 @@ def check_layers(layers: list[tuple[str, dict]], merged: dict) -> dict:
             for error in exc.errors():
                 loc = tuple(error["loc"])
                 value, _ = _lookup(merged, loc)
-                source = next((where for where, values in reversed(layers) if _lookup(values or {}, loc)[1]), None)
                 key = ".".join(str(p) for p in loc)
-                origin = f" (from {source})" if source else ""
+                origin = _origin(layers, loc)
                 if error["type"] == "missing":
                     problems.append(f"parameter '{key}' is missing{origin}")
                 else:
@@ -357,21 +356,22 @@ def check_layers(layers: list[tuple[str, dict]], merged: dict) -> dict:
     return merged
 
 
+def _origin(layers: list[tuple[str, dict]], loc: tuple) -> str:
+    """Where ``loc`` was last set, as " (from <layer>)"; "" if no layer sets it."""
+    source = next((where for where, values in reversed(layers) if _lookup(values or {}, loc)[1]), None)
+    return f" (from {source})" if source else ""
+
+
 def inconsistencies(layers: list[tuple[str, dict]], merged: dict) -> list[str]:
     """Values of a whole edit (source and edit sides), valid one by one, that cannot work together.
     Not for a stage's own layers: a source folder's params name no sampling."""
-
-    def origin(section: str, key: str) -> str:
-        source = next((w for w, v in reversed(layers) if key in ((v or {}).get(section) or {})), None)
-        return f" (from {source})" if source else ""
-
     sampling, inversion = merged["sampling"], merged["inversion"]
     if sampling.get("start", "inverted") == "inverted" and inversion.get("enabled", True):
         if int(sampling["steps"]) != int(inversion["steps"]):
             return [
-                f"parameter 'sampling.steps' = {sampling['steps']}{origin('sampling', 'steps')} must equal "
-                f"'inversion.steps' = {inversion['steps']}{origin('inversion', 'steps')}: sampling starts from "
-                "the noise inverted with that many DDIM steps"
+                f"parameter 'sampling.steps' = {sampling['steps']}{_origin(layers, ('sampling', 'steps'))} must "
+                f"equal 'inversion.steps' = {inversion['steps']}{_origin(layers, ('inversion', 'steps'))}: "
+                "sampling starts from the noise inverted with that many DDIM steps"
             ]
     return []
 
