@@ -195,6 +195,7 @@ def model_card(params: dict, metrics: dict) -> str:
         .read_text()
         .format(
             size=d["size"],
+            latent_channels=v["latent_channels"],
             frames=d["train_actors"] * d["poses_per_actor"],
             actors=d["train_actors"],
             heldout=d["heldout_actors"] * d["poses_per_actor"],
