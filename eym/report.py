@@ -21,6 +21,7 @@ _BASE = {  # name -> (label, higher is better)
 METRICS = {
     **{f"{m}_person": (f"{label} person", higher) for m, (label, higher) in _BASE.items()},
     "pose_pck": ("Pose PCK@0.1", True),
+    "pose_pck_moved": ("Pose PCK@0.1, moved joints", True),
     "temporal_error": ("Temporal error", False),
     **_BASE,
     **{f"{m}_background": (f"{label} background", higher) for m, (label, higher) in _BASE.items()},

@@ -176,18 +176,34 @@ def bounding_boxes(kp: np.ndarray, min_confidence: float = 0.3) -> np.ndarray:
     return np.where(any_vis[..., None], box, np.nan)
 
 
-def pck(pred: np.ndarray, truth: np.ndarray, alpha: float = 0.1, min_confidence: float = 0.3) -> float:
-    """Percentage of correct keypoints: a predicted joint is correct within alpha x the larger side
-    of the true person's box. Joints missing in the truth are skipped; joints missing in the
-    prediction count as wrong."""
+def _within(pred: np.ndarray, truth: np.ndarray, alpha: float, min_confidence: float) -> np.ndarray:
+    """(frames, joints): the predicted joint is within alpha x the larger side of the true person's box."""
     boxes = bounding_boxes(truth, min_confidence)
     size = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
-    true_vis = visible(truth, min_confidence)
-    pred_vis = visible(pred, min_confidence)
     dist = np.linalg.norm(pred[..., :2] - truth[..., :2], axis=-1)
-    correct = pred_vis & (np.nan_to_num(dist, nan=np.inf) <= alpha * size[:, None])
+    return visible(pred, min_confidence) & (np.nan_to_num(dist, nan=np.inf) <= alpha * size[:, None])
+
+
+def pck(
+    pred: np.ndarray, truth: np.ndarray, alpha: float = 0.1, min_confidence: float = 0.3, only: np.ndarray | None = None
+) -> float:
+    """Percentage of correct keypoints: a predicted joint is correct within alpha x the larger side
+    of the true person's box. Joints missing in the truth are skipped; joints missing in the
+    prediction count as wrong. ``only``: a (frames, joints) mask of the joints to count."""
+    correct = _within(pred, truth, alpha, min_confidence)
+    true_vis = visible(truth, min_confidence) if only is None else visible(truth, min_confidence) & only
     total = true_vis.sum()
     return float((correct & true_vis).sum() / total) if total else float("nan")
+
+
+def moved_joints(source: np.ndarray, target: np.ndarray, alpha: float = 0.1, min_confidence: float = 0.3):
+    """(frames, joints) mask of the target's joints that the source's own do not already match at
+    PCK's threshold (seen in both): what an edit from ``source`` to ``target`` has to move."""
+    return (
+        visible(source, min_confidence)
+        & visible(target, min_confidence)
+        & ~_within(source, target, alpha, min_confidence)
+    )
 
 
 def draw_skeletons(kp: np.ndarray, height: int, width: int, min_confidence: float = 0.3) -> np.ndarray:

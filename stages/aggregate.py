@@ -112,7 +112,15 @@ def paired_differences(rows: list[dict], baseline: str = "full") -> dict:
     return out
 
 
-CHART_METRICS = ("psnr_person", "ssim_person", "pose_pck", "temporal_error", "psnr_background", "lpips_person")
+CHART_METRICS = (
+    "psnr_person",
+    "ssim_person",
+    "pose_pck",
+    "pose_pck_moved",
+    "temporal_error",
+    "psnr_background",
+    "lpips_person",
+)
 
 
 def write_chart(rows: list[dict], path: Path) -> None:

@@ -5,7 +5,9 @@ plain MAE), PSNR, SSIM, LPIPS, each also inside the person region (the union of 
 edit's person mask and the source's) and inside the rest of the frame (background). Always: CLIP
 text alignment (TA) and temporal consistency (TC), LPIPS-N (neighbouring edited frames), LPIPS-S
 (source vs edited), and pose fidelity: PCK of the skeleton re-extracted from the edit against the
-aligned reference skeleton. A metric whose network
+aligned reference skeleton, over all joints and over the joints the edit must move (those where the
+source's own skeleton is farther than the PCK threshold from the aligned one: returning the source
+scores 0 there, however alike the two motions are). A metric whose network
 is not on this machine is reported as unavailable with the reason, never as a number. FVD and
 FID-VID compare sets of videos and are computed by the batch aggregation.
 
@@ -26,9 +28,9 @@ from eym.atomic import atomic_path, write_json, write_text
 from eym.errors import MissingWeightsError
 from eym.keypoints import read_keypoints
 from eym.media import read_frames, read_masks
-from eym.skeleton import pck
+from eym.skeleton import moved_joints, pck
 
-from .common import EVALUATION, FRAMES, MASKS, OFFSET, SAMPLE, log, read_case, section, stage_main
+from .common import EVALUATION, FRAMES, MASKS, OFFSET, POSE, SAMPLE, log, read_case, section, stage_main
 from .frames import ground_truth_frames, resize_crop
 
 PARAMS = ("device", "lpips_backbone", "lpips_net", "clip", "allow_download", "pose_backend", "pck_alpha")
@@ -36,7 +38,8 @@ GT_METRICS = ("l1", "l1_disco", "psnr", "ssim", "lpips")
 TEMPORAL = ("temporal_error",)
 REGIONS = ("person", "background")
 REGION_METRICS = tuple(f"{m}_{r}" for r in REGIONS for m in GT_METRICS)
-ALL_METRICS = GT_METRICS + REGION_METRICS + TEMPORAL + ("clip_ta", "clip_tc", "lpips_n", "lpips_s", "pose_pck")
+POSE_METRICS = ("pose_pck", "pose_pck_moved")
+ALL_METRICS = GT_METRICS + REGION_METRICS + TEMPORAL + ("clip_ta", "clip_tc", "lpips_n", "lpips_s") + POSE_METRICS
 
 
 def ground_truth_masks(case_dir: Path, gt_path: Path, truth: np.ndarray, params: dict) -> tuple[np.ndarray, str]:
@@ -128,7 +131,10 @@ def compute(case_dir: Path, params: dict) -> tuple[dict, dict]:
     except MissingWeightsError as exc:
         missing["clip_ta"] = missing["clip_tc"] = str(exc)
 
-    values["pose_pck"], details["per_frame"]["pose_found"] = _pose_fidelity(case_dir, edited, params, p)
+    pose, details["per_frame"]["pose_found"], details["moved_joints"] = _pose_fidelity(case_dir, edited, params, p)
+    values.update(pose)
+    if not details["moved_joints"]:
+        missing["pose_pck_moved"] = "the source's skeleton already matches the aligned reference at every joint"
     return values, details
 
 
@@ -138,8 +144,16 @@ def _pose_fidelity(case_dir: Path, edited: np.ndarray, params: dict, p: dict):
     pose_params = dict(section(params, "pose"), backend=p["pose_backend"])
     found, _ = PoseDetector(pose_params)(edited, "edited")
     aligned, _ = read_keypoints(case_dir / OFFSET / "aligned.parquet")
-    score = pck(found, aligned, float(p["pck_alpha"]), float(pose_params["min_confidence"]))
-    return (None if np.isnan(score) else score), [bool(np.isfinite(f[:, 0]).any()) for f in found]
+    source, _ = read_keypoints(read_case(case_dir).source_dir / POSE / "source.parquet")
+    source = source[np.linspace(0, len(source) - 1, len(aligned)).round().astype(int)]  # same frame count
+    alpha, min_confidence = float(p["pck_alpha"]), float(pose_params["min_confidence"])
+    moved = moved_joints(source, aligned, alpha, min_confidence)
+    scores = {
+        "pose_pck": pck(found, aligned, alpha, min_confidence),
+        "pose_pck_moved": pck(found, aligned, alpha, min_confidence, only=moved) if moved.any() else float("nan"),
+    }
+    found_per_frame = [bool(np.isfinite(f[:, 0]).any()) for f in found]
+    return {k: None if np.isnan(v) else v for k, v in scores.items()}, found_per_frame, int(moved.sum())
 
 
 def run(case_dir: Path, params: dict) -> dict:

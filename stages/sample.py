@@ -4,7 +4,7 @@ skeletons and the case's prompt; classifier-free guidance is optional (the paper
 ("ControlNet only" when the tuning stages are off) and ``source`` returns the source video as the
 edit ("copy the source").
 
-Writes ``sample/frames/``, ``sample/edited.mp4``, ``sample/edited.gif``, ``sample/comparison.mp4``
+Writes ``sample/frames/``, ``sample/edited.mp4``, ``sample/edited.gif``, ``sample/comparison.mp4`` (and ``.gif``)
 (source | reference | aligned skeleton | edited | ground truth when the case has one, side by side) and
 ``sample/meta.json``.
 """
@@ -156,7 +156,9 @@ def run(case_dir: Path, params: dict) -> dict:
         write_frames(out / "frames", edited)
         write_video(out / "edited.mp4", edited, fps)
         write_gif(out / "edited.gif", edited, fps)
-        write_video(out / "comparison.mp4", side_by_side(panels), fps)
+        comparison = side_by_side(panels)
+        write_video(out / "comparison.mp4", comparison, fps)
+        write_gif(out / "comparison.gif", comparison, fps)
         write_json(out / "meta.json", meta)
     log.info(
         "sampling (%s): %d frames at %dx%d, %.1f fps -> %s",

@@ -74,6 +74,21 @@ def test_person_and_background_metrics_of_an_edit(evaluated_case):
     assert values["lpips_person"] is None and "lpips_person" in details["unavailable"]
 
 
+def test_returning_the_source_scores_nothing_on_the_joints_the_edit_must_move(evaluated_case, tiny_models, tmp_path):
+    import shutil
+
+    from stages.evaluate import compute
+
+    copy = tmp_path / "puppet-eval"
+    shutil.copytree(evaluated_case, copy)
+    shutil.rmtree(copy / "sample" / "frames")
+    shutil.copytree(copy / "frames" / "source", copy / "sample" / "frames")  # "copy the source" as the edit
+    values, details = compute(copy, tiny_model_params(tiny_models))
+    assert details["moved_joints"] > 10  # dance -> squat: many joints differ
+    assert values["pose_pck"] > 0.2  # the joints the two motions share still match
+    assert values["pose_pck_moved"] == 0.0
+
+
 def test_frechet_distance_of_shifted_gaussians():
     a = np.random.default_rng(0).normal(size=(500, 3))
     assert metrics.frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
@@ -190,7 +205,7 @@ def test_case_report_in_chromium(evaluated_case, browser):
     from stages.evaluate import ALL_METRICS
 
     rows = page.locator("table tbody tr")
-    assert rows.count() == len(ALL_METRICS) == 21
+    assert rows.count() == len(ALL_METRICS) == 22
     assert page.locator("td.na").count() == 7  # the network metrics (LPIPS also per region), each with its reason
     assert page.locator("svg").count() == 2  # stage-1 and stage-2 loss curves
     page.wait_for_function("document.querySelector('video').readyState >= 2", timeout=15000)
