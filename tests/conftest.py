@@ -45,12 +45,12 @@ REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 
 def repo_params(**overrides) -> dict:
-    """The repository's params.yaml with section overrides, e.g. frames={"width": 128}."""
-    import yaml
-
+    """The repository's params.yaml (its ./ paths resolved, as the stages read it) with section
+    overrides, e.g. frames={"width": 128}."""
+    from eym.parameters import read_layer
     from stages.common import deep_merge
 
-    return deep_merge(yaml.safe_load((REPO / "params.yaml").read_text()), overrides)
+    return deep_merge(read_layer(REPO / "params.yaml"), overrides)
 
 
 def write_params(path, params: dict):
