@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# eym-mini's diffusion phase on a CUDA GPU (configs/eym-mini-gpu.yaml), sized to a time budget:
+#   scripts/train-eym-mini-gpu.sh ROOT MINUTES [OUT]
+# The same phases as `dvc repro eym_mini`, run in ROOT with the shipped VAE (models/eym-mini/base/vae):
+# data, a 20-step probe that times a step, then the phase with as many steps as fit in what is left of
+# MINUTES (all of it counted: data, latents, probe, packing).
+# Writes ROOT/build/eym-mini/diffusion (fp32 EMA weights) and, with OUT, OUT/diffusion.tar.* (fp16, in
+# 15 MB parts: `cat diffusion.tar.* | tar x` restores build/eym-mini/diffusion) and the loss log.
+set -euo pipefail
+root=$1 minutes=$2 out=${3:-}
+SECONDS=0
+layers=(--params params.yaml --params configs/eym-mini-gpu.yaml ${EYM_MINI_EXTRA:+--params "$EYM_MINI_EXTRA"})  # extra: a test layer
+mkdir -p "$root/build/eym-mini"
+rm -rf "$root/build/eym-mini/vae" && cp -r models/eym-mini/base/vae "$root/build/eym-mini/vae"
+python -m eym_model.mini data "${layers[@]}" --root "$root"
+echo "eym-mini gpu: data ready after $SECONDS s" >&2
+echo "eym_mini: {diffusion: {steps: 20}}" > "$root/probe.yaml"
+python -m eym_model.mini diffusion "${layers[@]}" --params "$root/probe.yaml" --root "$root"
+left=$((${minutes%.*} * 60 - SECONDS - 60))  # a minute for start-up and packing
+steps=$(python - "$root/models/eym-mini/logs/diffusion_loss.tsv" "$left" <<'PY'
+import sys
+rows = [line.split("\t") for line in open(sys.argv[1]).read().splitlines()]
+col = rows[0].index("seconds")
+per_step = (float(rows[-1][col]) - float(rows[10][col])) / (len(rows) - 11)
+print(max(10, int(float(sys.argv[2]) / per_step) // 10 * 10))
+PY
+)
+echo "eym-mini gpu: probe done after $SECONDS s; $steps steps fit in the $left s left" >&2
+echo "eym_mini: {diffusion: {steps: $steps}}" > "$root/steps.yaml"
+python -m eym_model.mini diffusion "${layers[@]}" --params "$root/steps.yaml" --root "$root"
+if [ -n "$out" ]; then
+  python - "$root/build/eym-mini/diffusion" <<'PY'
+import sys, torch
+from pathlib import Path
+from diffusers import ControlNetModel, UNet2DConditionModel
+from transformers import CLIPTextModel
+folder = Path(sys.argv[1])
+for name, cls in (("unet", UNet2DConditionModel), ("controlnet", ControlNetModel), ("text_encoder", CLIPTextModel)):
+    cls.from_pretrained(folder / name).to(torch.float16).save_pretrained(folder / name)
+PY
+  tar c -C "$root" build/eym-mini/diffusion models/eym-mini/logs/diffusion_loss.tsv | split -b 15M - "$out/diffusion.tar."
+fi
