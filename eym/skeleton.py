@@ -191,7 +191,9 @@ def pck(
     of the true person's box. Joints missing in the truth are skipped; joints missing in the
     prediction count as wrong. ``only``: a (frames, joints) mask of the joints to count."""
     correct = _within(pred, truth, alpha, min_confidence)
-    true_vis = visible(truth, min_confidence) if only is None else visible(truth, min_confidence) & only
+    true_vis = visible(truth, min_confidence)
+    if only is not None:
+        true_vis &= only
     total = true_vis.sum()
     return float((correct & true_vis).sum() / total) if total else float("nan")
 

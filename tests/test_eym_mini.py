@@ -226,8 +226,9 @@ def test_eym_mini_edits_the_motion_end_to_end_and_beats_returning_the_source(tmp
     for stage in (sample, evaluate):
         stage.run(case, editing)
     copy = shutil.copytree(case, tmp_path / "copy")
+    copying = repo_params(prompt=info["prompt"], sampling={"start": "source"})
     for stage in (sample, evaluate):
-        stage.run(copy, {**editing, "sampling": {**editing["sampling"], "start": "source"}})
+        stage.run(copy, copying)
     edit, source = (json.loads((c / "eval" / "metrics.json").read_text()) for c in (case, copy))
     assert source["pose_pck_moved"] == 0.0 < 0.1 < edit["pose_pck_moved"], (edit, source)  # the arms moved
     assert edit["psnr_person"] > source["psnr_person"], (edit, source)
