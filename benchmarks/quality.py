@@ -8,13 +8,16 @@ with ``--references`` reference motions and their ground-truth edits, and runs e
 variant below (manifest parameters, no code copies) through the batch flow, in this DVC workspace
 (``data/quality/``). The report (``--out``): ``metrics.parquet``, ``summary.md`` (mean ± std per
 variant and the paired difference to the full method with 95 % bootstrap intervals), ``chart.png``
-and ``report.html``. ``--grid`` instead runs the full method with stage-1 x stage-2 steps on the
-first ``--grid-cases`` edits, like the paper's sensitivity table.
+``report.html``, and ``table.md`` (the headline columns, person region first, for the docs).
+``--grid`` instead runs the full method with stage-1 x stage-2 steps on the first ``--grid-cases``
+edits, like the paper's sensitivity table. ``--report-only`` rebuilds the report from the edits
+evaluated so far (for example while a long run goes on).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
@@ -44,6 +47,60 @@ def variants(steps: int) -> dict[str, dict]:
         "controlnet_only": {**off, "inversion": {"enabled": False}, "sampling": {"start": "noise"}},
         "copy_source": {**off, "inversion": {"enabled": False}, "sampling": {"start": "source"}},
     }
+
+
+# The docs' columns: person region first, then pose, flicker, whole frame and background.
+TABLE_METRICS = (
+    "psnr_person",
+    "ssim_person",
+    "lpips_person",
+    "pose_pck",
+    "pose_pck_moved",
+    "temporal_error",
+    "psnr",
+    "psnr_background",
+)
+DIFFERENCE_METRICS = ("psnr_person", "ssim_person", "pose_pck", "pose_pck_moved", "temporal_error")
+
+
+def headline_table(result: dict, order: list[str]) -> str:
+    """Markdown: mean ± std per variant, then the paired differences to ``full`` with 95 % intervals."""
+    from eym.report import METRICS
+
+    variants_seen = [v for v in order if v in result["variants"]]
+    variants_seen += sorted(set(result["variants"]) - set(variants_seen))
+    columns = [m for m in TABLE_METRICS if any(m in result["variants"][v] for v in variants_seen)]
+
+    def row(cells) -> str:
+        return "| " + " | ".join(str(c) for c in cells) + " |"
+
+    lines = [row(["variant", "edits", *(METRICS[m][0] for m in columns)]), row(["---"] * (2 + len(columns)))]
+    for v in variants_seen:
+        stats = result["variants"][v]
+        cells = [f"{stats[m]['mean']:.3f} ± {stats[m]['std']:.3f}" if m in stats else "—" for m in columns]
+        lines.append(row([v, stats["cases"], *cells]))
+    differences = result.get("vs_full") or {}
+    columns = [m for m in DIFFERENCE_METRICS if any(m in d for d in differences.values())]
+    if columns:
+        lines += ["", "Paired difference to `full` over the same edits (mean [95 % bootstrap interval]):", ""]
+        lines += [row(["variant", *(METRICS[m][0] for m in columns)]), row(["---"] * (1 + len(columns)))]
+        for v in [v for v in variants_seen if v in differences]:
+            d = differences[v]
+            cells = [
+                f"{d[m]['mean']:+.3f} [{d[m]['low']:+.3f}, {d[m]['high']:+.3f}]" if m in d else "—" for m in columns
+            ]
+            lines.append(row([v, *cells]))
+    return "\n".join(lines) + "\n"
+
+
+def report_from_folders(manifest: Path, cases: Path, out: Path) -> dict:
+    """The batch report of the edits evaluated so far, without running anything."""
+    from eym.manifest import read_manifest
+    from stages.aggregate import aggregate, rows_from_folders
+    from stages.common import default_params_files, load_params
+
+    params = load_params(default_params_files(cases / "_"))
+    return aggregate(rows_from_folders(read_manifest(manifest), cases), out, params, f"Edit-Your-Motion: {manifest}")
 
 
 def merge(*trees: dict) -> dict:
@@ -93,6 +150,7 @@ def main() -> None:
     parser.add_argument("--grid", help="comma-separated steps: stage 1 x stage 2 grid of the full method")
     parser.add_argument("--grid-cases", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--report-only", action="store_true", help="rebuild the report from the edits evaluated so far")
     parser.add_argument("--out", type=Path, required=True, help="report folder")
     args = parser.parse_args()
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
@@ -103,6 +161,17 @@ def main() -> None:
 
     work = REPO / "data" / "quality"
     inputs = work / f"inputs-seed{args.seed}"
+    names = [v for v in args.variants.split(",") if v]
+    grid = [int(s) for s in args.grid.split(",")] if args.grid else None
+    tag = "grid" if grid else "variants"
+    manifest = work / f"manifest-{tag}.yaml"
+    if args.report_only:
+        if not manifest.is_file():
+            raise SystemExit(f"{manifest}: no {tag} run to report on yet (run without --report-only first)")
+        result = report_from_folders(manifest, work / "cases", args.out.resolve())
+        (args.out / "table.md").write_text(headline_table(result, list(variants(1))))
+        print((args.out / "table.md").read_text())
+        return
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     size, frames = params["frames"]["width"], 24
     if not (inputs / "manifest.yaml").is_file():
@@ -116,18 +185,15 @@ def main() -> None:
             workers=2,
             references_per_source=args.references,
         )
-    names = [v for v in args.variants.split(",") if v]
-    grid = [int(s) for s in args.grid.split(",")] if args.grid else None
-    tag = "grid" if grid else "variants"
-    manifest = protocol_manifest(
-        inputs / "manifest.yaml", work / f"manifest-{tag}.yaml", args.steps, names, grid, args.grid_cases
-    )
+    protocol_manifest(inputs / "manifest.yaml", manifest, args.steps, names, grid, args.grid_cases)
     start = time.perf_counter()
     with prefect_api():
         rows = with_runner(edit_batch, workers=args.workers)(
             str(manifest), str(work / "cases"), str(args.out.resolve())
         )
     minutes = (time.perf_counter() - start) / 60
+    result = json.loads((args.out / "summary.json").read_text())
+    (args.out / "table.md").write_text(headline_table(result, list(variants(1))))
     failed = [r for r in rows if r["status"] != "ok"]
     print(
         f"{len(rows)} edits ({len(failed)} failed) in {minutes:.0f} min (size {size}, steps {args.steps}); "
