@@ -93,14 +93,11 @@ def headline_table(result: dict, order: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def report_from_folders(manifest: Path, cases: Path, out: Path) -> dict:
-    """The batch report of the edits evaluated so far, without running anything."""
-    from eym.manifest import read_manifest
-    from stages.aggregate import aggregate, rows_from_folders
-    from stages.common import default_params_files, load_params
-
-    params = load_params(default_params_files(cases / "_"))
-    return aggregate(rows_from_folders(read_manifest(manifest), cases), out, params, f"Edit-Your-Motion: {manifest}")
+def write_table(out: Path) -> Path:
+    """``table.md`` beside the report's ``summary.json``."""
+    result = json.loads((out / "summary.json").read_text())
+    (out / "table.md").write_text(headline_table(result, list(variants(1))))
+    return out / "table.md"
 
 
 def merge(*trees: dict) -> dict:
@@ -168,9 +165,11 @@ def main() -> None:
     if args.report_only:
         if not manifest.is_file():
             raise SystemExit(f"{manifest}: no {tag} run to report on yet (run without --report-only first)")
-        result = report_from_folders(manifest, work / "cases", args.out.resolve())
-        (args.out / "table.md").write_text(headline_table(result, list(variants(1))))
-        print((args.out / "table.md").read_text())
+        from stages.aggregate import main as aggregate_folders
+
+        if aggregate_folders([str(manifest), "--cases", str(work / "cases"), "--out", str(args.out)]):
+            raise SystemExit(2)
+        print(write_table(args.out).read_text())
         return
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     size, frames = params["frames"]["width"], 24
@@ -192,8 +191,7 @@ def main() -> None:
             str(manifest), str(work / "cases"), str(args.out.resolve())
         )
     minutes = (time.perf_counter() - start) / 60
-    result = json.loads((args.out / "summary.json").read_text())
-    (args.out / "table.md").write_text(headline_table(result, list(variants(1))))
+    write_table(args.out)
     failed = [r for r in rows if r["status"] != "ok"]
     print(
         f"{len(rows)} edits ({len(failed)} failed) in {minutes:.0f} min (size {size}, steps {args.steps}); "
