@@ -157,6 +157,35 @@ def test_a_phase_stopped_by_its_time_budget_resumes_to_the_same_weights(tiny_min
     assert not (root / "build/eym-mini/vae.ckpt").exists()
 
 
+def test_raising_the_diffusion_steps_continues_from_the_trained_weights(tiny_mini, tmp_path):
+    import shutil
+
+    root = tmp_path / "longer"
+    root.mkdir()
+    (root / "data").symlink_to(tiny_mini / "data")
+    shutil.copytree(tiny_mini / "build", root / "build")
+    steps = TINY_MINI["eym_mini"]["diffusion"]["steps"]
+    longer = yaml.safe_load(yaml.safe_dump(TINY_MINI))
+    longer["eym_mini"]["diffusion"]["steps"] = steps + 2
+    (root / "tiny.yaml").write_text(yaml.safe_dump(longer))
+    result = _phase(root, "diffusion")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"continuing from the {steps} steps" in result.stderr
+    state = json.loads((root / "build/eym-mini/diffusion/training.json").read_text())
+    assert state["steps"] == steps + 2 and [r["step"] for r in state["log"]] == list(range(1, steps + 3))
+    log = (root / "models/eym-mini/logs/diffusion_loss.tsv").read_text().splitlines()
+    assert len(log) == 1 + steps + 2  # the earlier run's rows, then the new ones
+
+    again = _phase(root, "diffusion")  # the same parameters again: nothing left to train
+    assert again.returncode == 0 and "already trained with these parameters" in again.stderr
+    assert json.loads((root / "build/eym-mini/diffusion/training.json").read_text())["steps"] == steps + 2
+    longer["eym_mini"]["diffusion"]["unet"]["block_out_channels"] = [8, 16]
+    longer["eym_mini"]["diffusion"]["unet"]["norm_num_groups"] = 4
+    (root / "tiny.yaml").write_text(yaml.safe_dump(longer))
+    other = _phase(root, "diffusion")
+    assert other.returncode == 0 and "training from scratch" in other.stderr
+
+
 MINI = REPO / "models" / "eym-mini"
 
 

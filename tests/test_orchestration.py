@@ -98,6 +98,12 @@ def test_dvc_repro_of_an_edit_brings_its_source_up_to_date_and_reruns_only_what_
     metrics = json.loads((workspace / "data" / "cases" / "a" / "eval" / "metrics.json").read_text())
     assert metrics["psnr"] is not None and metrics["clip_ta"] is None  # no CLIP weights: unavailable, not 0
 
+    config = workspace / "models" / "controlnet" / "config.json"  # new weights in the same folder (a retrained
+    config.write_text(config.read_text() + "\n")  # eym-mini, say): what the model made is made again, nothing else
+    ran = dvc_repro(workspace, "b")
+    assert {"source/stage1", "source/stage2", "source/invert", "sample"} <= ran
+    assert not ran & {"source/frames", "source/segment", "source/pose", "reference", "reference_pose", "offset"}
+
 
 def test_flow_tunes_a_shared_source_once_and_reruns_only_what_changed(workspace, prefect_harness):
     from flows.pipeline import edit_case, edit_cases

@@ -7,19 +7,25 @@ guidance work) and their skeleton images drawn exactly as the pose stage draws t
 detector-like jitter and missing joints. With probability ``controlnet_dropout`` a batch runs the
 UNet alone, so that it stays a text-to-image model in its own right (DDIM inversion uses the UNet
 alone). Loss: epsilon-prediction MSE at SD's noise schedule, weighted by min-SNR-gamma.
-Writes ``build/eym-mini/diffusion/{text_encoder,unet,controlnet,tokenizer}`` and
-``models/eym-mini/logs/diffusion_loss.tsv``.
+Writes ``build/eym-mini/diffusion/{text_encoder,unet,controlnet,tokenizer}``, its
+``training.json`` (steps done, architecture, loss log) and ``models/eym-mini/logs/diffusion_loss.tsv``.
+
+Raising ``eym_mini.diffusion.steps`` and rerunning continues from the weights already in
+``build/eym-mini/diffusion`` (a DVC ``persist`` output) when they have the same architecture and
+latents, instead of starting again: a warm restart (fresh optimizer, the learning-rate schedule of the
+new total) from step ``training.json: steps``, so the result is not bit-identical to one long run.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from eym.atomic import atomic_path
+from eym.atomic import atomic_path, write_json
 from eym.errors import InputError
 
 from . import BUILD_DIR, DATA_DIR, LOG_DIR
@@ -146,6 +152,34 @@ def min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.T
     return torch.clamp(snr, max=gamma) / snr
 
 
+TRAINING_STATE = "training.json"
+
+
+def continue_from(out_dir: Path, architecture: str, config: str, modules: dict, total: int) -> dict:
+    """Load an earlier run's weights from ``out_dir`` into ``modules`` when training can go on from them:
+    same architecture and latents, and fewer steps than ``total`` (or exactly this ``config``: nothing to do).
+
+    Returns the earlier run's steps, seconds and loss log (zero and empty when starting afresh).
+    """
+    fresh = {"steps": 0, "seconds": 0.0, "log": []}
+    state_file = out_dir / TRAINING_STATE
+    if not state_file.is_file():
+        return fresh
+    state = json.loads(state_file.read_text())
+    same = state.get("config") == config
+    if state.get("architecture") != architecture or (int(state["steps"]) >= total and not same):
+        log.info("eym-mini diffusion: %s was trained with other parameters: training from scratch", out_dir)
+        return fresh
+    for name, module in modules.items():
+        trained = type(module).from_pretrained(out_dir / name)
+        module.load_state_dict(trained.state_dict())
+    if same:
+        log.info("eym-mini diffusion: %s is already trained with these parameters", out_dir)
+    else:
+        log.info("eym-mini diffusion: continuing from the %d steps in %s to %d", state["steps"], out_dir, total)
+    return {"steps": int(state["steps"]), "seconds": float(state["seconds"]), "log": list(state["log"])}
+
+
 def train(params: dict, root: Path = Path(".")) -> dict:
     from diffusers import DDPMScheduler
 
@@ -170,6 +204,9 @@ def train(params: dict, root: Path = Path(".")) -> dict:
     unet = build_unet(p["unet"], int(p["text_encoder"]["hidden_size"]), latent_size, means.shape[1]).to(device)
     controlnet = build_controlnet(unet).to(device)
     modules = {"text_encoder": text_encoder, "unet": unet.train(), "controlnet": controlnet.train()}
+    out_dir, config = root / BUILD_DIR / "diffusion", fingerprint(vae_print, p)
+    architecture = fingerprint(vae_print, p["text_encoder"], p["unet"])
+    earlier = continue_from(out_dir, architecture, config, modules, int(p["steps"]))
     trainable = [q for m in modules.values() for q in m.parameters()]
     optimizer = torch.optim.AdamW(trainable, lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
     phase = Phase(
@@ -183,6 +220,7 @@ def train(params: dict, root: Path = Path(".")) -> dict:
         EMA(modules, float(p["ema"])),
         budget_minutes(mini),
     )
+    phase.step, phase.seconds, phase.log_rows = earlier["steps"], earlier["seconds"], earlier["log"]
     phase.resume()
     scheduler = DDPMScheduler.from_config(SD_SCHEDULE)
     batch, gamma = int(p["batch"]), float(p["min_snr_gamma"])
@@ -214,13 +252,20 @@ def train(params: dict, root: Path = Path(".")) -> dict:
         per_sample = (pred.float() - eps).pow(2).flatten(1).mean(1)
         return (per_sample * min_snr_weights(scheduler, t.cpu(), gamma).to(device)).mean()
 
-    total = phase.steps
-    phase.run(step, lambda i: lr_at(i, total, float(p["lr"]), int(p["warmup"]), float(p["final_lr_fraction"])))
+    total, start, warmup = phase.steps, earlier["steps"], int(p["warmup"])
 
-    with atomic_path(root / BUILD_DIR / "diffusion") as out:
+    def learning_rate(i: int) -> float:  # a continuation warms its fresh optimizer up again
+        rewarm = min(1.0, (i - start + 1) / warmup) if start and warmup else 1.0
+        return rewarm * lr_at(i, total, float(p["lr"]), warmup, float(p["final_lr_fraction"]))
+
+    phase.run(step, learning_rate)
+
+    with atomic_path(out_dir) as out:
         for name, module in phase.ema.shadow.items():
             module.to("cpu").save_pretrained(out / name)
         tokenizer.save_pretrained(out / "tokenizer")
+        state = {"architecture": architecture, "config": config, "steps": phase.steps, "seconds": phase.seconds}
+        write_json(out / TRAINING_STATE, {**state, "log": phase.log_rows})
     phase.write_log(root / LOG_DIR / "diffusion_loss.tsv")
     phase.finish()
     count = {name: sum(q.numel() for q in m.parameters()) for name, m in modules.items()}
