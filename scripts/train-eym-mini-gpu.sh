@@ -14,15 +14,15 @@ mkdir -p "$root/build/eym-mini"
 rm -rf "$root/build/eym-mini/vae" && cp -r models/eym-mini/base/vae "$root/build/eym-mini/vae"
 python -m eym_model.mini data "${layers[@]}" --root "$root"
 echo "eym-mini gpu: data ready after $SECONDS s" >&2
-echo "eym_mini: {diffusion: {steps: 20}}" > "$root/probe.yaml"
+echo "eym_mini: {diffusion: {steps: 60}}" > "$root/probe.yaml"  # the main run continues from these steps
 python -m eym_model.mini diffusion "${layers[@]}" --params "$root/probe.yaml" --root "$root"
 left=$((${minutes%.*} * 60 - SECONDS - 60))  # a minute for start-up and packing
 steps=$(python - "$root/models/eym-mini/logs/diffusion_loss.tsv" "$left" <<'PY'
 import sys
 rows = [line.split("\t") for line in open(sys.argv[1]).read().splitlines()]
 col = rows[0].index("seconds")
-per_step = (float(rows[-1][col]) - float(rows[10][col])) / (len(rows) - 11)
-print(max(10, int(float(sys.argv[2]) / per_step) // 10 * 10))
+per_step = (float(rows[-1][col]) - float(rows[30][col])) / (len(rows) - 31)  # after start-up and prefetch
+print(max(70, int(0.9 * float(sys.argv[2]) / per_step) // 10 * 10))
 PY
 )
 echo "eym-mini gpu: probe done after $SECONDS s; $steps steps fit in the $left s left" >&2

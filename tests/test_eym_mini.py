@@ -186,6 +186,27 @@ def test_raising_the_diffusion_steps_continues_from_the_trained_weights(tiny_min
     assert other.returncode == 0 and "training from scratch" in other.stderr
 
 
+def test_batches_drawn_by_worker_processes_train_the_same_weights(tiny_mini, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    root = tmp_path / "workers"
+    root.mkdir()
+    (root / "data").symlink_to(tiny_mini / "data")
+    (root / "build/eym-mini").mkdir(parents=True)
+    shutil.copytree(tiny_mini / "build/eym-mini/vae", root / "build/eym-mini/vae")
+    layer = yaml.safe_load(yaml.safe_dump(TINY_MINI))
+    layer["eym_mini"]["diffusion"]["draw_workers"] = 2
+    (root / "tiny.yaml").write_text(yaml.safe_dump(layer))
+    result = _phase(root, "diffusion")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for part in ("unet", "controlnet"):
+        a = load_file(tiny_mini / f"build/eym-mini/diffusion/{part}/diffusion_pytorch_model.safetensors")
+        b = load_file(root / f"build/eym-mini/diffusion/{part}/diffusion_pytorch_model.safetensors")
+        assert a.keys() == b.keys() and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a), part
+
+
 MINI = REPO / "models" / "eym-mini"
 
 

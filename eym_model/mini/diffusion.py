@@ -14,12 +14,20 @@ Raising ``eym_mini.diffusion.steps`` and rerunning continues from the weights al
 ``build/eym-mini/diffusion`` (a DVC ``persist`` output) when they have the same architecture and
 latents, instead of starting again: a warm restart (fresh optimizer, the learning-rate schedule of the
 new total) from step ``training.json: steps``, so the result is not bit-identical to one long run.
+
+Drawing a batch's skeletons (about 40 ms for 128 on one core) is little next to a CPU step but about
+as long as a GPU one: ``draw_workers`` processes draw the batches ahead of the loop. Each batch is a
+function of its step alone, so the weights are the same for any number of workers (not part of the
+fingerprints).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import signal
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +161,72 @@ def min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.T
 
 
 TRAINING_STATE = "training.json"
+RUNTIME_KEYS = ("draw_workers",)  # how fast, not what: left out of the fingerprints
+
+
+@dataclass(frozen=True)
+class BatchDraw:
+    """The host side of step ``i``'s batch, from the step's own seed: latent rows, which prompts are
+    dropped, and the skeleton images (None for a batch without ControlNet)."""
+
+    keypoints: np.ndarray
+    latent_rows: np.ndarray
+    seed: int
+    batch: int
+    size: int
+    prompt_dropout: float
+    controlnet_dropout: float
+    skeleton_drop: float
+    skeleton_jitter: float
+
+    def __call__(self, i: int):
+        rng = step_rng(self.seed, i)
+        pick = rng.integers(0, len(self.latent_rows), self.batch)
+        dropped = rng.random(self.batch) < self.prompt_dropout
+        if rng.random() < self.controlnet_dropout:
+            return pick, dropped, None
+        kp = self.keypoints[self.latent_rows[pick]]
+        return pick, dropped, jittered_skeletons(kp, self.size, rng, self.skeleton_drop, self.skeleton_jitter)
+
+
+_WORKER_DRAW: BatchDraw | None = None
+
+
+def _start_worker(draw: BatchDraw) -> None:
+    global _WORKER_DRAW
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the loop checkpoints on Ctrl-C; workers just stop with it
+    _WORKER_DRAW = draw
+
+
+def _draw_in_worker(i: int):
+    return _WORKER_DRAW(i)
+
+
+class AheadOfTheLoop:
+    """``draw(i)`` for the next steps, computed by ``workers`` processes (in the caller when 0)."""
+
+    def __init__(self, draw: BatchDraw, workers: int):
+        self.draw, self.ahead, self.pending = draw, 2 * workers, {}
+        self.pool = None
+        if workers > 0:
+            import multiprocessing
+
+            context = multiprocessing.get_context("spawn")  # no fork of a process holding CUDA or torch threads
+            self.pool = ProcessPoolExecutor(workers, context, initializer=_start_worker, initargs=(draw,))
+
+    def __call__(self, i: int):
+        if self.pool is None:
+            return self.draw(i)
+        for stale in [j for j in self.pending if j < i]:
+            self.pending.pop(stale).cancel()
+        for j in range(i, i + self.ahead):
+            if j not in self.pending:
+                self.pending[j] = self.pool.submit(_draw_in_worker, j)
+        return self.pending.pop(i).result()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 def continue_from(out_dir: Path, architecture: str, config: str, modules: dict, total: int) -> dict:
@@ -204,7 +278,8 @@ def train(params: dict, root: Path = Path(".")) -> dict:
     unet = build_unet(p["unet"], int(p["text_encoder"]["hidden_size"]), latent_size, means.shape[1]).to(device)
     controlnet = build_controlnet(unet).to(device)
     modules = {"text_encoder": text_encoder, "unet": unet.train(), "controlnet": controlnet.train()}
-    out_dir, config = root / BUILD_DIR / "diffusion", fingerprint(vae_print, p)
+    recipe = {k: v for k, v in p.items() if k not in RUNTIME_KEYS}
+    out_dir, config = root / BUILD_DIR / "diffusion", fingerprint(vae_print, recipe)
     architecture = fingerprint(vae_print, p["text_encoder"], p["unet"])
     earlier = continue_from(out_dir, architecture, config, modules, int(p["steps"]))
     trainable = [q for m in modules.values() for q in m.parameters()]
@@ -214,7 +289,7 @@ def train(params: dict, root: Path = Path(".")) -> dict:
         root / BUILD_DIR / "diffusion.ckpt",
         int(p["steps"]),
         int(p["checkpoint_every"]),
-        fingerprint(vae_print, p),
+        config,
         modules,
         optimizer,
         EMA(modules, float(p["ema"])),
@@ -225,9 +300,21 @@ def train(params: dict, root: Path = Path(".")) -> dict:
     scheduler = DDPMScheduler.from_config(SD_SCHEDULE)
     batch, gamma = int(p["batch"]), float(p["min_snr_gamma"])
 
+    draw = BatchDraw(
+        train_set.keypoints,
+        latent_rows,
+        seed,
+        batch,
+        size,
+        float(p["prompt_dropout"]),
+        float(p["controlnet_dropout"]),
+        float(p["skeleton_drop"]),
+        float(p["skeleton_jitter"]),
+    )
+    batches = AheadOfTheLoop(draw, int(p["draw_workers"]))
+
     def step(i: int) -> torch.Tensor:
-        rng = step_rng(seed, i)
-        pick = rng.integers(0, len(latent_rows), batch)
+        pick, dropped, images = batches(i)
         frames = latent_rows[pick]
         generator = torch.Generator().manual_seed(seed * 1_000_003 + i)
         noise = torch.randn(batch, *means.shape[1:], generator=generator)
@@ -235,18 +322,15 @@ def train(params: dict, root: Path = Path(".")) -> dict:
         eps = torch.randn(latents.shape, generator=generator)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), generator=generator)
         noisy = scheduler.add_noise(latents, eps, t)
-        ids = prompt_ids[np.where(rng.random(batch) < float(p["prompt_dropout"]), empty_prompt, frames)]
-        use_controlnet = rng.random() >= float(p["controlnet_dropout"])
+        ids = prompt_ids[np.where(dropped, empty_prompt, frames)]
         skeletons = None
-        if use_controlnet:
-            kp = train_set.keypoints[frames]
-            images = jittered_skeletons(kp, size, rng, float(p["skeleton_drop"]), float(p["skeleton_jitter"]))
-            skeletons = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255).to(device)
+        if images is not None:
+            skeletons = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float().div(255)
         noisy, t, eps = noisy.to(device), t.to(device), eps.to(device)
         with autocast(device, precision):
             text = text_encoder(ids.to(device))[0]
             down = mid = None
-            if use_controlnet:
+            if skeletons is not None:
                 down, mid = controlnet(noisy, t, text, controlnet_cond=skeletons, return_dict=False)
             pred = unet(noisy, t, text, down_block_additional_residuals=down, mid_block_additional_residual=mid).sample
         per_sample = (pred.float() - eps).pow(2).flatten(1).mean(1)
@@ -258,7 +342,10 @@ def train(params: dict, root: Path = Path(".")) -> dict:
         rewarm = min(1.0, (i - start + 1) / warmup) if start and warmup else 1.0
         return rewarm * lr_at(i, total, float(p["lr"]), warmup, float(p["final_lr_fraction"]))
 
-    phase.run(step, learning_rate)
+    try:
+        phase.run(step, learning_rate)
+    finally:
+        batches.close()
 
     with atomic_path(out_dir) as out:
         for name, module in phase.ema.shadow.items():
