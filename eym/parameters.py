@@ -250,6 +250,9 @@ class MiniDiffusion(MiniTraining):
     skeleton_jitter: float = Field(0.7, ge=0.0, description="pixels of noise on the drawn joints")
     skeleton_drop: float = Field(0.2, ge=0.0, le=1.0, description="share of skeletons that lose 1-3 joints")
     draw_workers: int = Field(0, ge=0, description="processes drawing skeleton batches ahead (0: in the loop)")
+    start_from: Optional[str] = Field(
+        None, description="an exported eym-mini folder (models/eym-mini) to go on training from, same architecture"
+    )
 
 
 class MiniExport(Section):

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # eym-mini's diffusion phase on a CUDA GPU (configs/eym-mini-gpu.yaml), sized to a time budget:
 #   scripts/train-eym-mini-gpu.sh ROOT MINUTES [OUT]
-# The same phases as `dvc repro eym_mini`, run in ROOT with the shipped VAE (models/eym-mini/base/vae):
-# data, a 20-step probe that times a step, then the phase with as many steps as fit in what is left of
-# MINUTES (all of it counted: data, latents, probe, packing).
+# The same phases as `dvc repro eym_mini`, run in ROOT with the shipped VAE (models/eym-mini/base/vae),
+# going on from the shipped weights (eym_mini.diffusion.start_from): data, a 60-step probe that times a
+# step, then as many steps as fit in what is left of MINUTES (all of it counted: data, latents, probe,
+# packing).
 # Writes ROOT/build/eym-mini/diffusion (fp32 EMA weights) and, with OUT, OUT/diffusion.tar.* (fp16, in
 # 15 MB parts: `cat diffusion.tar.* | tar x` restores build/eym-mini/diffusion) and the loss log.
 set -euo pipefail
@@ -14,18 +15,19 @@ mkdir -p "$root/build/eym-mini"
 rm -rf "$root/build/eym-mini/vae" && cp -r models/eym-mini/base/vae "$root/build/eym-mini/vae"
 python -m eym_model.mini data "${layers[@]}" --root "$root"
 echo "eym-mini gpu: data ready after $SECONDS s" >&2
-echo "eym_mini: {diffusion: {steps: 60}}" > "$root/probe.yaml"  # the main run continues from these steps
-python -m eym_model.mini diffusion "${layers[@]}" --params "$root/probe.yaml" --root "$root"
+shipped=$(($(wc -l < models/eym-mini/logs/diffusion_loss.tsv) - 1))  # steps the shipped weights had
+echo "eym_mini: {diffusion: {steps: $((shipped + 60)), start_from: $PWD/models/eym-mini}}" > "$root/probe.yaml"
+python -m eym_model.mini diffusion "${layers[@]}" --params "$root/probe.yaml" --root "$root"  # the run goes on from it
 left=$((${minutes%.*} * 60 - SECONDS - 60))  # a minute for start-up and packing
-steps=$(python - "$root/models/eym-mini/logs/diffusion_loss.tsv" "$left" <<'PY'
+steps=$(python - "$root/models/eym-mini/logs/diffusion_loss.tsv" "$left" "$shipped" <<'PY'
 import sys
 rows = [line.split("\t") for line in open(sys.argv[1]).read().splitlines()]
-col = rows[0].index("seconds")
-per_step = (float(rows[-1][col]) - float(rows[30][col])) / (len(rows) - 31)  # after start-up and prefetch
-print(max(70, int(0.9 * float(sys.argv[2]) / per_step) // 10 * 10))
+col, first = rows[0].index("seconds"), int(sys.argv[3]) + 30  # after start-up and prefetch
+per_step = (float(rows[-1][col]) - float(rows[first][col])) / (len(rows) - 1 - first)
+print(int(sys.argv[3]) + 60 + max(10, int(0.9 * float(sys.argv[2]) / per_step) // 10 * 10))
 PY
 )
-echo "eym-mini gpu: probe done after $SECONDS s; $steps steps fit in the $left s left" >&2
+echo "eym-mini gpu: probe done after $SECONDS s; training to step $steps in the $left s left" >&2
 echo "eym_mini: {diffusion: {steps: $steps}}" > "$root/steps.yaml"
 python -m eym_model.mini diffusion "${layers[@]}" --params "$root/steps.yaml" --root "$root"
 if [ -n "$out" ]; then

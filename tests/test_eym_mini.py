@@ -186,19 +186,44 @@ def test_raising_the_diffusion_steps_continues_from_the_trained_weights(tiny_min
     assert other.returncode == 0 and "training from scratch" in other.stderr
 
 
-def test_batches_drawn_by_worker_processes_train_the_same_weights(tiny_mini, tmp_path):
+def _diffusion_root(tiny_mini, root, **diffusion):
+    """A root with tiny_mini's data and VAE, no diffusion weights, and TINY_MINI changed by ``diffusion``."""
     import shutil
 
+    (root / "build/eym-mini").mkdir(parents=True)
+    (root / "data").symlink_to(tiny_mini / "data")
+    shutil.copytree(tiny_mini / "build/eym-mini/vae", root / "build/eym-mini/vae")
+    layer = yaml.safe_load(yaml.safe_dump(TINY_MINI))
+    layer["eym_mini"]["diffusion"].update(diffusion)
+    (root / "tiny.yaml").write_text(yaml.safe_dump(layer))
+    return layer
+
+
+def test_training_goes_on_from_an_exported_model_of_the_same_architecture(tiny_mini, tmp_path):
+    import shutil
+
+    root, steps = tmp_path / "onwards", TINY_MINI["eym_mini"]["diffusion"]["steps"]
+    layer = _diffusion_root(tiny_mini, root, steps=steps + 2, start_from=str(tiny_mini / "models/eym-mini"))
+    result = _phase(root, "diffusion")
+    assert result.returncode == 0 and f"going on from the {steps} steps" in result.stderr, result.stderr[-3000:]
+    log = (root / "models/eym-mini/logs/diffusion_loss.tsv").read_text().splitlines()
+    assert log[0].startswith("step\tloss\tlr\tseconds") and [r.split("\t")[0] for r in log[1:]] == [
+        str(i) for i in range(1, steps + 3)
+    ]
+
+    shutil.rmtree(root / "build/eym-mini/diffusion")
+    layer["eym_mini"]["diffusion"]["unet"]["block_out_channels"] = [8, 16]
+    layer["eym_mini"]["diffusion"]["unet"]["norm_num_groups"] = 4
+    (root / "tiny.yaml").write_text(yaml.safe_dump(layer))
+    other = _phase(root, "diffusion")
+    assert other.returncode == 2 and "another unet architecture" in other.stderr, other.stderr[-2000:]
+
+
+def test_batches_drawn_by_worker_processes_train_the_same_weights(tiny_mini, tmp_path):
     from safetensors.torch import load_file
 
     root = tmp_path / "workers"
-    root.mkdir()
-    (root / "data").symlink_to(tiny_mini / "data")
-    (root / "build/eym-mini").mkdir(parents=True)
-    shutil.copytree(tiny_mini / "build/eym-mini/vae", root / "build/eym-mini/vae")
-    layer = yaml.safe_load(yaml.safe_dump(TINY_MINI))
-    layer["eym_mini"]["diffusion"]["draw_workers"] = 2
-    (root / "tiny.yaml").write_text(yaml.safe_dump(layer))
+    _diffusion_root(tiny_mini, root, draw_workers=2)
     result = _phase(root, "diffusion")
     assert result.returncode == 0, result.stderr[-3000:]
     for part in ("unet", "controlnet"):

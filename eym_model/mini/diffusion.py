@@ -14,11 +14,13 @@ Raising ``eym_mini.diffusion.steps`` and rerunning continues from the weights al
 ``build/eym-mini/diffusion`` (a DVC ``persist`` output) when they have the same architecture and
 latents, instead of starting again: a warm restart (fresh optimizer, the learning-rate schedule of the
 new total) from step ``training.json: steps``, so the result is not bit-identical to one long run.
+``start_from`` does the same from an exported model (``models/eym-mini``) when there is nothing to
+continue: how GPU time adds to the shipped weights instead of starting again.
 
 Drawing a batch's skeletons (about 40 ms for 128 on one core) is little next to a CPU step but about
 as long as a GPU one: ``draw_workers`` processes draw the batches ahead of the loop. Each batch is a
-function of its step alone, so the weights are the same for any number of workers (not part of the
-fingerprints).
+function of its step alone, so the weights are the same for any number of workers (which the
+fingerprints leave out).
 """
 
 from __future__ import annotations
@@ -161,7 +163,6 @@ def min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.T
 
 
 TRAINING_STATE = "training.json"
-RUNTIME_KEYS = ("draw_workers",)  # how fast, not what: left out of the fingerprints
 
 
 @dataclass(frozen=True)
@@ -254,6 +255,36 @@ def continue_from(out_dir: Path, architecture: str, config: str, modules: dict, 
     return {"steps": int(state["steps"]), "seconds": float(state["seconds"]), "log": list(state["log"])}
 
 
+def start_from(model_dir: Path, modules: dict, vae) -> dict:
+    """Load the text encoder, UNet and ControlNet of an exported eym-mini (``models/eym-mini``) into
+    ``modules``, checking that its VAE and architecture are these; returns its steps, seconds and loss log."""
+    from diffusers import AutoencoderKL
+
+    if not (model_dir / "base/unet/config.json").is_file() or not (model_dir / "controlnet").is_dir():
+        raise InputError(f"{model_dir}: eym_mini.diffusion.start_from is not an exported eym-mini folder")
+    folders = {
+        "text_encoder": model_dir / "base/text_encoder",
+        "unet": model_dir / "base/unet",
+        "controlnet": model_dir / "controlnet",
+    }
+    theirs = AutoencoderKL.from_pretrained(model_dir / "base/vae").state_dict()
+    ours = vae.state_dict()
+    if theirs.keys() != ours.keys() or any(not torch.equal(theirs[k].half(), ours[k].half().cpu()) for k in ours):
+        raise InputError(f"{model_dir}/base/vae: another VAE than build/eym-mini/vae: its latents would not fit")
+    for name, module in modules.items():
+        trained = type(module).from_pretrained(folders[name]).state_dict()
+        if {k: v.shape for k, v in trained.items()} != {k: v.shape for k, v in module.state_dict().items()}:
+            raise InputError(f"{folders[name]}: another {name} architecture than eym_mini.diffusion's")
+        module.load_state_dict(trained)
+    table = model_dir / "logs/diffusion_loss.tsv"
+    lines = [line.split("\t") for line in table.read_text().splitlines()] if table.is_file() else []
+    log_rows = [{k: float(v) for k, v in zip(lines[0], row) if v} for row in lines[1:]]
+    for row in log_rows:
+        row["step"] = int(row["step"])
+    log.info("eym-mini diffusion: going on from the %d steps of %s", len(log_rows), model_dir)
+    return {"steps": len(log_rows), "seconds": log_rows[-1]["seconds"] if log_rows else 0.0, "log": log_rows}
+
+
 def train(params: dict, root: Path = Path(".")) -> dict:
     from diffusers import DDPMScheduler
 
@@ -278,10 +309,13 @@ def train(params: dict, root: Path = Path(".")) -> dict:
     unet = build_unet(p["unet"], int(p["text_encoder"]["hidden_size"]), latent_size, means.shape[1]).to(device)
     controlnet = build_controlnet(unet).to(device)
     modules = {"text_encoder": text_encoder, "unet": unet.train(), "controlnet": controlnet.train()}
-    recipe = {k: v for k, v in p.items() if k not in RUNTIME_KEYS}
-    out_dir, config = root / BUILD_DIR / "diffusion", fingerprint(vae_print, recipe)
+    out_dir, config = root / BUILD_DIR / "diffusion", fingerprint(vae_print, p)
     architecture = fingerprint(vae_print, p["text_encoder"], p["unet"])
     earlier = continue_from(out_dir, architecture, config, modules, int(p["steps"]))
+    if not earlier["steps"] and p["start_from"]:
+        earlier = start_from(root / p["start_from"], modules, vae)
+        if earlier["steps"] >= int(p["steps"]):
+            raise InputError(f"eym_mini.diffusion.steps must exceed the {earlier['steps']} steps of start_from")
     trainable = [q for m in modules.values() for q in m.parameters()]
     optimizer = torch.optim.AdamW(trainable, lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
     phase = Phase(

@@ -41,8 +41,18 @@ def step_generator(seed: int, step: int, device: str = "cpu") -> torch.Generator
     return torch.Generator(device).manual_seed(int(seed) * 1_000_003 + int(step))
 
 
+RUNTIME_KEYS = frozenset({"workers", "draw_workers"})  # how fast a phase runs, not what it makes
+
+
+def _recipe(part):
+    if isinstance(part, dict):
+        return {k: _recipe(v) for k, v in part.items() if k not in RUNTIME_KEYS}
+    return part
+
+
 def fingerprint(*parts) -> str:
-    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
+    """A short hash of the parameters that decide a result (worker counts left out)."""
+    digest = hashlib.sha256(json.dumps([_recipe(p) for p in parts], sort_keys=True, default=str).encode())
     return digest.hexdigest()[:16]
 
 
@@ -190,7 +200,9 @@ class Phase:
                 )
 
     def write_log(self, path: Path) -> None:
-        columns = list(dict.fromkeys(k for row in self.log_rows for k in row))
+        present = dict.fromkeys(k for row in self.log_rows for k in row)  # rows read back from JSON are sorted
+        first = [c for c in ("step", "loss", "lr", "seconds") if c in present]
+        columns = first + [c for c in present if c not in first]
         lines = ["\t".join(columns)]
         lines += ["\t".join("" if row.get(c) is None else str(row.get(c)) for c in columns) for row in self.log_rows]
         write_text(path, "\n".join(lines) + "\n")
