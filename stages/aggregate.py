@@ -34,6 +34,11 @@ def variant_of(row: dict) -> str:
     return row.get("variant") or "full"
 
 
+def variant_order(rows: list[dict]) -> list[str]:
+    """The variants of ``rows``: ``full`` first, then in the order the manifest lists them."""
+    return sorted(dict.fromkeys(variant_of(r) for r in rows), key=lambda v: v != "full")
+
+
 def rows_from_folders(cases: list, cases_root: Path) -> list[dict]:
     """Summary rows for manifest cases read from their folders (when no flow run recorded the outcome)."""
     rows = []
@@ -60,7 +65,7 @@ def rows_from_folders(cases: list, cases_root: Path) -> list[dict]:
 def summarise(rows: list[dict]) -> dict:
     """Per variant: case count and mean/std of each metric over the cases that finished."""
     out = {}
-    for variant in sorted({variant_of(r) for r in rows}):
+    for variant in variant_order(rows):
         group = [r for r in rows if variant_of(r) == variant and r["status"] == "ok"]
         stats = {"cases": len(group), "failed": sum(variant_of(r) == variant for r in rows) - len(group)}
         for metric in METRICS:
@@ -95,7 +100,7 @@ def paired_differences(rows: list[dict], baseline: str = "full") -> dict:
     for r in finished:
         by_pair.setdefault(pair_key(r), {})[variant_of(r)] = r
     out = {}
-    for variant in sorted({variant_of(r) for r in finished} - {baseline}):
+    for variant in [v for v in variant_order(finished) if v != baseline]:
         out[variant] = {}
         for metric in METRICS:
             diffs = [
@@ -131,7 +136,7 @@ def write_chart(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     finished = [r for r in rows if r["status"] == "ok"]
-    variants = sorted({variant_of(r) for r in finished}, key=lambda v: (v != "full", v))
+    variants = variant_order(finished)
     shown = [m for m in CHART_METRICS if any(r.get(m) is not None for r in finished)]
     fig, axes = plt.subplots(1, max(1, len(shown)), figsize=(3.2 * max(1, len(shown)), 3.6), squeeze=False)
     for ax, metric in zip(axes[0], shown):
@@ -167,7 +172,7 @@ def set_metrics(rows: list[dict], params: dict) -> dict:
             out[metric] = f"unavailable: {exc}"
     if not networks:
         return out
-    for variant in sorted({variant_of(r) for r in rows}):
+    for variant in variant_order(rows):
         pairs = _edited_and_truth([r for r in rows if variant_of(r) == variant and r["status"] == "ok"])
         for metric, network in networks.items():
             if len(pairs) < 2:

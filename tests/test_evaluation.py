@@ -223,7 +223,7 @@ def test_batch_summary_pairs_variants_with_bootstrap_intervals(tmp_path):
     rows = []
     rng = np.random.default_rng(0)
     for k in range(6):
-        for variant, shift in (("full", 0.0), ("worse", -2.0)):
+        for variant, shift in (("worse", -2.0), ("full", 0.0), ("also", -1.0)):
             case = tmp_path / "cases" / f"e{k}-{variant}"
             case.mkdir(parents=True)
             (case / "case.yaml").write_text(
@@ -245,5 +245,7 @@ def test_batch_summary_pairs_variants_with_bootstrap_intervals(tmp_path):
     assert difference["n"] == 6 and difference["mean"] == pytest.approx(-2.0, abs=0.1)
     assert difference["low"] < difference["mean"] < difference["high"] < 0  # the interval excludes 0
     assert result["vs_full"]["worse"]["pose_pck"]["mean"] == 0
+    assert list(result["variants"]) == ["full", "worse", "also"]  # full first, then as the manifest lists them
+    assert list(result["vs_full"]) == ["worse", "also"]
     assert (tmp_path / "report" / "chart.png").read_bytes()[:4] == b"\x89PNG"
     assert "Paired difference to `full`" in (tmp_path / "report" / "summary.md").read_text()
