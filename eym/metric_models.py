@@ -25,8 +25,6 @@ class LPIPS:
     backbone (torchvision's ImageNet AlexNet or VGG16 weights file) comes from ``backbone_file``."""
 
     def __init__(self, backbone_file: str | None, net: str = "alex", device: str = "cpu"):
-        import lpips
-
         path = Path(backbone_file).expanduser() if backbone_file else None
         if path is None or not path.is_file():
             raise MissingWeightsError(
@@ -34,6 +32,8 @@ class LPIPS:
                 f"evaluation.lpips_backbone to e.g. ~/.cache/torch/hub/checkpoints/alexnet-owt-7be5be79.pth "
                 f"(download: https://download.pytorch.org/models/alexnet-owt-7be5be79.pth)"
             )
+        import lpips  # after the check: its import (torchvision's models) costs seconds per evaluation
+
         state = torch.load(path, map_location="cpu", weights_only=True)
         features = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("features.")}
         self.model, self.spatial = (
@@ -67,10 +67,30 @@ class LPIPS:
 
 
 # -- CLIP -----------------------------------------------------------------------------------------
+def _stored_locally(name_or_path: str) -> bool:
+    """A local folder, or a hub id whose config is in the local Hugging Face cache."""
+    if Path(name_or_path).expanduser().is_dir():
+        return True
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(name_or_path, "config.json"), str)
+    except ValueError:  # not a valid hub id either
+        return False
+
+
 class CLIPScorer:
     """CLIP image/text embeddings (ViT-L/14 by default) from a hub id in the local cache or a folder."""
 
     def __init__(self, name_or_path: str, allow_download: bool = False, device: str = "cpu"):
+        def missing(why: str) -> MissingWeightsError:
+            return MissingWeightsError(
+                f"CLIP model {name_or_path!r} is not available locally ({why}); download it where you "
+                f"have network (hf download {name_or_path} --local-dir models/clip) and set evaluation.clip to it"
+            )
+
+        if not allow_download and not _stored_locally(name_or_path):
+            raise missing("not a folder, not in the Hugging Face cache")  # before transformers' slow import
         from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
         try:
@@ -79,10 +99,7 @@ class CLIPScorer:
             self.tokenizer = CLIPTokenizer.from_pretrained(name_or_path, **kwargs)
             self.processor = CLIPImageProcessor.from_pretrained(name_or_path, **kwargs)
         except (OSError, ValueError) as exc:
-            raise MissingWeightsError(
-                f"CLIP model {name_or_path!r} is not available locally ({type(exc).__name__}); download it where you "
-                f"have network (hf download {name_or_path} --local-dir models/clip) and set evaluation.clip to it"
-            ) from exc
+            raise missing(type(exc).__name__) from exc
         self.device = device
 
     @torch.no_grad()

@@ -155,6 +155,21 @@ def test_clip_scores_with_a_tiny_random_clip(tmp_path):
         CLIPScorer("openai/not-in-the-cache")
 
 
+def test_clip_loads_by_hub_id_from_the_local_hugging_face_cache(tmp_path, monkeypatch):
+    import shutil
+
+    from huggingface_hub import constants
+
+    snapshot = tmp_path / "hub/models--someone--tiny-clip/snapshots/0123abcd"
+    _tiny_clip(tmp_path / "clip")
+    shutil.copytree(tmp_path / "clip", snapshot)
+    (tmp_path / "hub/models--someone--tiny-clip/refs").mkdir()
+    (tmp_path / "hub/models--someone--tiny-clip/refs/main").write_text("0123abcd")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    clip = CLIPScorer("someone/tiny-clip")
+    assert clip.temporal_consistency(np.repeat(_video(size=48)[:1], 2, 0)) == pytest.approx(1.0, abs=1e-5)
+
+
 def test_video_features_with_the_stylegan_v_calling_convention(tmp_path):
     class TinyI3D(torch.nn.Module):
         def forward(
