@@ -25,10 +25,10 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.update(DVC_NO_ANALYTICS="1", PREFECT_SERVER_ANALYTICS_ENABLED="false")
     from eym.puppet.motions import MOTIONS
-    from flows.cases import EDIT_STAGE_NAMES, SOURCE_STAGE_NAMES, STAGE_NAMES, create_cases
+    from flows.cases import EDIT_STAGE_NAMES, PREPARATION_STAGES, SOURCE_STAGE_NAMES, STAGE_NAMES, create_cases
     from flows.sandbox import copy_edits, make_workspace, write_manifest
     from flows.sandbox import timed_dvc as dvc
-    from stages.common import source_dir
+    from stages.common import read_case
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -37,14 +37,16 @@ def main() -> None:
         make_workspace(root, [(names[i % 7], names[(i + 3) % 7]) for i in range(1 + 2 * args.fresh)], seed=100)
         cases_root = root / "data" / "cases"
         (first,) = create_cases(write_manifest(root, "one", {"c000": "p0"}), cases_root, root)
-        source = source_dir(first)
+        source, prepared = read_case(first).source_dir, read_case(first).prepared_dir
         print("one case, stage by stage (dvc repro --single-item; process start-up included):")
         work = {}
-        for folder, stages in ((source, SOURCE_STAGE_NAMES), (first, EDIT_STAGE_NAMES)):
+        preparation = [s.name for s in PREPARATION_STAGES]
+        for folder, stages in ((prepared, preparation), (source, SOURCE_STAGE_NAMES), (first, EDIT_STAGE_NAMES)):
             rel = folder.relative_to(root)
             for stage in stages:
-                work[stage] = dvc(root, "repro", "--single-item", f"{rel}/dvc.yaml:{stage}")
-                print(f"  {stage}: {work[stage]:.1f} s")
+                name = f"prepared {stage}" if folder == prepared else stage  # the source's: from the run cache
+                work[name] = dvc(root, "repro", "--single-item", f"{rel}/dvc.yaml:{stage}")
+                print(f"  {name}: {work[name]:.1f} s")
         print(f"  total {sum(work.values()):.1f} s")
 
         copy_edits(source, [first], "c", args.cases - 1)

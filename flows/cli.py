@@ -178,7 +178,7 @@ def cmd_run(args) -> int:
     return _run_cases(case_dirs, args)
 
 
-SOURCE_PREVIEW = ("frames", "segment", "pose")  # of the source folder
+SOURCE_PREVIEW = ("frames", "segment", "pose")  # of the prepared source folder
 EDIT_PREVIEW = ("reference", "reference_pose", "offset")  # of each edit folder
 
 
@@ -187,13 +187,13 @@ def cmd_preview(args) -> int:
     from eym.errors import EYMError
     from flows.pipeline import dvc_repro, stage_error
     from flows.runtime import case_locks, run_supervised
-    from stages.common import source_dir
+    from stages.common import read_case
 
     try:
         case_dirs = create_cases_from(args)
     except EYMError as exc:
         return _fail(exc)
-    steps = [(source_dir(case_dirs[0]), stage) for stage in SOURCE_PREVIEW]
+    steps = [(read_case(case_dirs[0]).prepared_dir, stage) for stage in SOURCE_PREVIEW]
     steps += [(case, stage) for case in case_dirs for stage in EDIT_PREVIEW]
     failed_offsets = {}
     for folder, stage in steps:

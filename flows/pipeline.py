@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prefect import flow, get_run_logger, task
+from prefect import allow_failure, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
@@ -28,7 +28,7 @@ from prefect.states import Failed
 from eym.errors import InputError
 from eym.parameters import read_layer
 
-from .cases import EDIT_STAGE_NAMES, SOURCE_STAGE_NAMES, create_cases
+from .cases import EDIT_STAGE_NAMES, SOURCE_STAGE_NAMES, create_cases, retargeting_key
 
 GPU_STAGES = {"stage1", "stage2", "invert", "sample"}
 _gpu_slots = threading.BoundedSemaphore(1)
@@ -212,16 +212,36 @@ def _group_by_source(case_dirs: list[Path]) -> dict[Path, list[Path]]:
     return groups
 
 
-def _submit_preparation(submit: Submitter, source: Path, edits: list[Path]):
-    """A source's preparation, and each edit's reference and retargeting (which waits for the source's pose)."""
-    futures = {"frames": submit(source, "frames")}
-    futures["segment"] = submit(source, "segment", [futures["frames"]])
-    futures["pose"] = submit(source, "pose", [futures["segment"]])
-    edit_futures = {}
+def _submit_prepared(submit: Submitter, folder: Path, submitted: dict) -> dict:
+    """The prepared source's frames, segment and pose, submitted once however many sources share it."""
+    if folder not in submitted:
+        futures = {"frames": submit(folder, "frames")}
+        futures["segment"] = submit(folder, "segment", [futures["frames"]])
+        futures["pose"] = submit(folder, "pose", [futures["segment"]])
+        submitted[folder] = futures
+    return submitted[folder]
+
+
+def _submit_preparation(submit: Submitter, source: Path, edits: list[Path], shared: dict):
+    """A source's preparation, and each edit's reference and retargeting (which read the prepared source).
+
+    Work that DVC's run cache can share runs once, first: the source's own frames, segment and pose
+    come after the prepared source's, an edit's retargeting after an identical one of another edit
+    (another variant, say). They run even if those failed, so that a failure is their own, with its reason."""
+    from stages.common import read_case
+
+    prepared = _submit_prepared(submit, read_case(edits[0]).prepared_dir, shared.setdefault("prepared", {}))
+    futures = {"frames": submit(source, "frames", [allow_failure(prepared["frames"])])}
+    futures["segment"] = submit(source, "segment", [futures["frames"], allow_failure(prepared["segment"])])
+    futures["pose"] = submit(source, "pose", [futures["segment"], allow_failure(prepared["pose"])])
+    retargeted, edit_futures = shared.setdefault("retargeted", {}), {}
     for edit in edits:
-        reference = submit(edit, "reference", [futures["frames"]])
+        key = retargeting_key(edit)
+        same = [allow_failure(retargeted[key])] if key in retargeted else []
+        reference = submit(edit, "reference", [prepared["frames"], *same])
         reference_pose = submit(edit, "reference_pose", [reference])
-        offset = submit(edit, "offset", [reference_pose, futures["pose"]])
+        offset = submit(edit, "offset", [reference_pose, prepared["pose"]])
+        retargeted.setdefault(key, offset)
         edit_futures[edit] = {"reference": reference, "reference_pose": reference_pose, "offset": offset}
     return futures, edit_futures
 
@@ -247,7 +267,8 @@ def run_sources(case_dirs: list[Path], retries: int, gpu_resource: bool, progres
     ``progress_key``, a Prefect progress artifact follows the stages done. Returns a row per edit."""
     submit = Submitter(retries, gpu_resource)
     groups = _group_by_source(case_dirs)
-    submitted = {source: _submit_preparation(submit, source, edits) for source, edits in groups.items()}
+    shared: dict = {}
+    submitted = {source: _submit_preparation(submit, source, edits, shared) for source, edits in groups.items()}
     total = sum(len(SOURCE_STAGE_NAMES) + len(edits) * len(EDIT_STAGE_NAMES) for edits in groups.values())
     progress = create_progress_artifact(0.0, key=progress_key, description="stages done") if progress_key else None
     waiting, done = set(groups), -1

@@ -271,13 +271,14 @@ class CaseLock:
 
 @contextlib.contextmanager
 def case_locks(case_dirs: list[Path]):
-    """Locks on edit folders (another eym-edit on one of them is an error) and on their source
-    folders (another eym-edit preparing the same source is waited for)."""
-    from stages.common import source_dir
+    """Locks on edit folders (another eym-edit on one of them is an error) and on their source and
+    prepared source folders (another eym-edit preparing the same source is waited for)."""
+    from stages.common import read_case
 
     with contextlib.ExitStack() as stack:
         for case_dir in case_dirs:
             stack.enter_context(CaseLock(case_dir))
-        for folder in sorted({source_dir(c) for c in case_dirs} - {Path(c).resolve() for c in case_dirs}):
+        shared = {d for c in case_dirs for d in (read_case(c).source_dir, read_case(c).prepared_dir)}
+        for folder in sorted(shared - {Path(c).resolve() for c in case_dirs}):
             stack.enter_context(CaseLock(folder, wait=True))
         yield

@@ -50,6 +50,9 @@ class Folder:
     ground_truth: Path | None
     variant: str
     source_dir: Path  # the folder whose frames/, masks/, pose/, stage1/, stage2/ and inversion/ belong to the source
+    # the folder whose frames/ and pose/ of the source the retargeting reads: one per source file and
+    # preparation parameters, so that the variants of an edit retarget identically (DVC's run cache)
+    prepared_dir: Path
 
     @property
     def source_is_image(self) -> bool:
@@ -77,6 +80,9 @@ def read_case(case_dir: str | Path) -> Folder:
     source_dir = resolve(data.get("source_dir")) if not data.get("source") else case_dir
     if source_dir is None or not (source_dir / CASE_FILE).is_file():
         raise InputError(f"{path}: its source folder {source_dir} does not exist (create it with flows.cases)")
+    prepared_dir = resolve(data.get("prepared_dir")) or source_dir
+    if not (prepared_dir / CASE_FILE).is_file():
+        raise InputError(f"{path}: its prepared source {prepared_dir} does not exist (create it with flows.cases)")
     return Folder(
         path=case_dir,
         id=str(data["id"]),
@@ -85,6 +91,7 @@ def read_case(case_dir: str | Path) -> Folder:
         ground_truth=resolve(data.get("ground_truth")),
         variant=str(data.get("variant") or "full"),
         source_dir=source_dir,
+        prepared_dir=prepared_dir,
     )
 
 

@@ -162,7 +162,7 @@ def run(case_dir: Path, params: dict) -> dict:
     meta: dict = {"width": width, "height": height}
     count, source, reference, ref_kp = p["count"], None, None, None
     if case.source is None:  # an edit of a prepared source: as many frames as the source has
-        source_meta = json.loads((case.source_dir / FRAMES / "meta.json").read_text())
+        source_meta = json.loads((case.prepared_dir / FRAMES / "meta.json").read_text())
         count, meta["source"] = source_meta["num_frames"], source_meta["source"]
         meta["source_kind"] = source_meta["source_kind"]
     elif not case.source_is_image:  # a video source sets the length; a reference must match it
@@ -174,7 +174,7 @@ def run(case_dir: Path, params: dict) -> dict:
         except InputError as exc:
             if count is None or case.source_is_image:
                 raise
-            where = case.source if case.source is not None else case.source_dir
+            where = case.source if case.source is not None else case.prepared_dir
             raise InputError(
                 f"source {where} gives {count} frames but the reference {case.reference} gives fewer ({exc}); "
                 "set frames.count so that both have enough frames"

@@ -38,7 +38,7 @@ from eym.media import read_frames, write_frames, write_image
 from eym.panels import overlay, side_by_side
 from eym.skeleton import ANCHORS, JOINTS, NUM_JOINTS, PARENT, bone_lengths, draw_skeletons, segment_lengths, visible
 
-from .common import FRAMES, OFFSET, POSE, log, section, source_dir, stage_main
+from .common import FRAMES, OFFSET, POSE, log, read_case, section, stage_main
 
 PARAMS = ("retarget", "anchor", "mode", "min_confidence", "min_visible_fraction", "preview_frames", "verdict")
 RETARGET = ("bones", "scale", "none")
@@ -238,7 +238,7 @@ def align(
 
 def preview(case_dir: Path, source_kp, reference_kp, aligned, count: int, min_confidence: float) -> np.ndarray:
     """A few frames: source with its skeleton | reference with its skeleton | aligned skeleton over the source."""
-    source = read_frames(source_dir(case_dir) / FRAMES / "source")
+    source = read_frames(read_case(case_dir).prepared_dir / FRAMES / "source")
     height, width = source.shape[1:3]
     reference_dir = case_dir / FRAMES / "reference"
     reference = read_frames(reference_dir) if reference_dir.is_dir() else np.zeros_like(source)
@@ -259,7 +259,7 @@ def run(case_dir: Path, params: dict) -> dict:
     """Skeleton offset: the reference's motion retargeted onto the source person, with a verdict and a preview."""
     p = section(params, "offset", PARAMS)
     case_dir = Path(case_dir)
-    source, meta = read_keypoints(source_dir(case_dir) / POSE / "source.parquet")
+    source, meta = read_keypoints(read_case(case_dir).prepared_dir / POSE / "source.parquet")
     reference, _ = read_keypoints(case_dir / POSE / "reference.parquet")
     width, height = int(meta["width"]), int(meta["height"])
     threshold = float(p["min_confidence"])

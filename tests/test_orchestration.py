@@ -108,14 +108,28 @@ def test_dvc_repro_of_an_edit_brings_its_source_up_to_date_and_reruns_only_what_
 def test_flow_tunes_a_shared_source_once_and_reruns_only_what_changed(workspace, prefect_harness):
     from flows.pipeline import edit_case, edit_cases
 
-    cases = create_cases(
-        manifest(workspace, "flow", {"c": "p2", "c2": ("p2", "p3")}), workspace / "data" / "cases", workspace
+    path = manifest(workspace, "flow", {"c": "p2", "c2": ("p2", "p3"), "c-wo-rca": "p2"})
+    rows_in = yaml.safe_load(path.read_text())  # c's edit as another variant: other tuning, same retargeting
+    rows_in["cases"][-1].update(
+        variant="wo_rca", params=dict(TINY, model=dict(TINY["model"], spatial_attention="frame"))
     )
+    path.write_text(yaml.safe_dump(rows_in))
+    cases = create_cases(path, workspace / "data" / "cases", workspace)
     rows = edit_cases([str(c) for c in cases])
-    assert [r["status"] for r in rows] == ["ok", "ok"] and rows[0]["source"] == rows[1]["source"]
-    assert set(rows[0]["ran"]) == {f"source {s}" for s in SOURCE_STAGE_NAMES} | set(EDIT_STAGE_NAMES)
+    assert [r["status"] for r in rows] == ["ok", "ok", "ok"] and rows[0]["source"] == rows[1]["source"]
+    # the source's frames, segment and pose come from DVC's run cache: the prepared source computed them
+    assert set(rows[0]["ran"]) == {f"source {s}" for s in SOURCE_STAGE_NAMES[3:]} | set(EDIT_STAGE_NAMES)
     assert task_runs(f"{rows[0]['source']}/stage1") == 1  # one tuning for both edits
     assert task_runs("c/sample") == task_runs("c2/sample") == 1
+    variant = rows[2]  # tuned again, but its retargeting is c's, from the run cache
+    assert variant["source"] != rows[0]["source"] and variant["ran"][:3] == [
+        "source stage1",
+        "source stage2",
+        "source invert",
+    ]
+    assert not {"reference", "reference_pose", "offset"} & set(variant["ran"])
+    aligned = [(workspace / "data/cases" / c / "offset/aligned.parquet").read_bytes() for c in ("c", "c-wo-rca")]
+    assert aligned[0] == aligned[1]
     set_case_param(workspace, "c", "sampling", "eta", 0.5)
     second = edit_case(str(cases[0]))
     assert second["ran"] == ["sample", "evaluate"]
