@@ -210,6 +210,8 @@ def test_training_goes_on_from_an_exported_model_of_the_same_architecture(tiny_m
     assert log[0].startswith("step\tloss\tlr\tseconds") and [r.split("\t")[0] for r in log[1:]] == [
         str(i) for i in range(1, steps + 3)
     ]
+    lrs = [float(r.split("\t")[2]) for r in log[1:]]
+    assert lrs[steps] == lrs[0] > lrs[steps - 1]  # a schedule of its own: warm-up again, not the old cosine's end
 
     shutil.rmtree(root / "build/eym-mini/diffusion")
     layer["eym_mini"]["diffusion"]["unet"]["block_out_channels"] = [8, 16]

@@ -234,9 +234,10 @@ def continue_from(out_dir: Path, architecture: str, config: str, modules: dict, 
     """Load an earlier run's weights from ``out_dir`` into ``modules`` when training can go on from them:
     same architecture and latents, and fewer steps than ``total`` (or exactly this ``config``: nothing to do).
 
-    Returns the earlier run's steps, seconds and loss log (zero and empty when starting afresh).
+    Returns the earlier run's steps, seconds, loss log and the step its learning-rate schedule began at
+    (zero and empty when starting afresh).
     """
-    fresh = {"steps": 0, "seconds": 0.0, "log": []}
+    fresh = {"steps": 0, "seconds": 0.0, "log": [], "schedule_start": 0}
     state_file = out_dir / TRAINING_STATE
     if not state_file.is_file():
         return fresh
@@ -252,12 +253,18 @@ def continue_from(out_dir: Path, architecture: str, config: str, modules: dict, 
         log.info("eym-mini diffusion: %s is already trained with these parameters", out_dir)
     else:
         log.info("eym-mini diffusion: continuing from the %d steps in %s to %d", state["steps"], out_dir, total)
-    return {"steps": int(state["steps"]), "seconds": float(state["seconds"]), "log": list(state["log"])}
+    return {
+        "steps": int(state["steps"]),
+        "seconds": float(state["seconds"]),
+        "log": list(state["log"]),
+        "schedule_start": int(state.get("schedule_start", 0)),
+    }
 
 
 def start_from(model_dir: Path, modules: dict, vae) -> dict:
     """Load the text encoder, UNet and ControlNet of an exported eym-mini (``models/eym-mini``) into
-    ``modules``, checking that its VAE and architecture are these; returns its steps, seconds and loss log."""
+    ``modules``, checking that its VAE and architecture are these; returns its steps, seconds and loss log.
+    The run that goes on from it has a schedule of its own (warm-up, then cosine over its own steps)."""
     from diffusers import AutoencoderKL
 
     if not (model_dir / "base/unet/config.json").is_file() or not (model_dir / "controlnet").is_dir():
@@ -282,7 +289,8 @@ def start_from(model_dir: Path, modules: dict, vae) -> dict:
     for row in log_rows:
         row["step"] = int(row["step"])
     log.info("eym-mini diffusion: going on from the %d steps of %s", len(log_rows), model_dir)
-    return {"steps": len(log_rows), "seconds": log_rows[-1]["seconds"] if log_rows else 0.0, "log": log_rows}
+    seconds = log_rows[-1]["seconds"] if log_rows else 0.0
+    return {"steps": len(log_rows), "seconds": seconds, "log": log_rows, "schedule_start": len(log_rows)}
 
 
 def train(params: dict, root: Path = Path(".")) -> dict:
@@ -371,10 +379,11 @@ def train(params: dict, root: Path = Path(".")) -> dict:
         return (per_sample * min_snr_weights(scheduler, t.cpu(), gamma).to(device)).mean()
 
     total, start, warmup = phase.steps, earlier["steps"], int(p["warmup"])
+    first = earlier["schedule_start"]  # 0, or where a run going on from an exported model began
 
     def learning_rate(i: int) -> float:  # a continuation warms its fresh optimizer up again
-        rewarm = min(1.0, (i - start + 1) / warmup) if start and warmup else 1.0
-        return rewarm * lr_at(i, total, float(p["lr"]), warmup, float(p["final_lr_fraction"]))
+        rewarm = min(1.0, (i - start + 1) / warmup) if start > first and warmup else 1.0
+        return rewarm * lr_at(i - first, total - first, float(p["lr"]), warmup, float(p["final_lr_fraction"]))
 
     try:
         phase.run(step, learning_rate)
@@ -386,6 +395,7 @@ def train(params: dict, root: Path = Path(".")) -> dict:
             module.to("cpu").save_pretrained(out / name)
         tokenizer.save_pretrained(out / "tokenizer")
         state = {"architecture": architecture, "config": config, "steps": phase.steps, "seconds": phase.seconds}
+        state["schedule_start"] = first
         write_json(out / TRAINING_STATE, {**state, "log": phase.log_rows})
     phase.write_log(root / LOG_DIR / "diffusion_loss.tsv")
     phase.finish()
