@@ -134,6 +134,8 @@ def test_phases_write_an_sd15_layout_that_the_project_and_diffusers_load(tiny_mi
     assert metrics["controlnet_eval_frames"] == 2 and metrics["vae_heldout_psnr"] > 0  # the pipeline ran
     card = (tiny_mini / "models/eym-mini/README.md").read_text()
     assert "not a model of real footage" in card and "dvc repro eym_mini" in card
+    d = TINY_MINI["eym_mini"]["diffusion"]
+    assert f"| {d['steps']} x {d['batch']} (" in card and " CPU, " in card  # steps x batch (machine, minutes)
     for phase in ("vae", "diffusion"):
         rows = (tiny_mini / f"models/eym-mini/logs/{phase}_loss.tsv").read_text().splitlines()
         assert rows[0].startswith("step\tloss\tlr\tseconds") and len(rows) == 1 + TINY_MINI["eym_mini"][phase]["steps"]
@@ -212,6 +214,14 @@ def test_training_goes_on_from_an_exported_model_of_the_same_architecture(tiny_m
     ]
     lrs = [float(r.split("\t")[2]) for r in log[1:]]
     assert lrs[steps] == lrs[0] > lrs[steps - 1]  # a schedule of its own: warm-up again, not the old cosine's end
+    runs = (root / "models/eym-mini/logs/diffusion_runs.tsv").read_text().splitlines()
+    batch = TINY_MINI["eym_mini"]["diffusion"]["batch"]
+    assert [r.split("\t")[:3] for r in runs] == [
+        ["first_step", "last_step", "batch"],
+        ["1", str(steps), str(batch)],  # the exported model's own run
+        [str(steps + 1), str(steps + 2), str(batch)],  # this one
+    ]
+    assert all("CPU" in r.split("\t")[3] for r in runs[1:])
 
     shutil.rmtree(root / "build/eym-mini/diffusion")
     layer["eym_mini"]["diffusion"]["unet"]["block_out_channels"] = [8, 16]

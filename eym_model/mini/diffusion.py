@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import platform
 import signal
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from eym.atomic import atomic_path, write_json
+from eym.atomic import atomic_path, write_json, write_text
 from eym.errors import InputError
 
 from . import BUILD_DIR, DATA_DIR, LOG_DIR
@@ -163,6 +164,7 @@ def min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.T
 
 
 TRAINING_STATE = "training.json"
+RUNS_LOG = "diffusion_runs.tsv"  # beside the loss log: which steps ran at which batch on which machine
 
 
 @dataclass(frozen=True)
@@ -237,7 +239,7 @@ def continue_from(out_dir: Path, architecture: str, config: str, modules: dict, 
     Returns the earlier run's steps, seconds, loss log and the step its learning-rate schedule began at
     (zero and empty when starting afresh).
     """
-    fresh = {"steps": 0, "seconds": 0.0, "log": [], "schedule_start": 0}
+    fresh = {"steps": 0, "seconds": 0.0, "log": [], "schedule_start": 0, "runs": []}
     state_file = out_dir / TRAINING_STATE
     if not state_file.is_file():
         return fresh
@@ -258,6 +260,7 @@ def continue_from(out_dir: Path, architecture: str, config: str, modules: dict, 
         "seconds": float(state["seconds"]),
         "log": list(state["log"]),
         "schedule_start": int(state.get("schedule_start", 0)),
+        "runs": list(state.get("runs", [])),
     }
 
 
@@ -290,7 +293,31 @@ def start_from(model_dir: Path, modules: dict, vae) -> dict:
         row["step"] = int(row["step"])
     log.info("eym-mini diffusion: going on from the %d steps of %s", len(log_rows), model_dir)
     seconds = log_rows[-1]["seconds"] if log_rows else 0.0
-    return {"steps": len(log_rows), "seconds": seconds, "log": log_rows, "schedule_start": len(log_rows)}
+    runs = read_runs(model_dir / "logs" / RUNS_LOG)
+    return {"steps": len(log_rows), "seconds": seconds, "log": log_rows, "schedule_start": len(log_rows), "runs": runs}
+
+
+def read_runs(path: Path) -> list[dict]:
+    """The training runs recorded in a ``diffusion_runs.tsv`` (empty when there is none)."""
+    if not path.is_file():
+        return []
+    lines = [line.split("\t") for line in path.read_text().splitlines()]
+    rows = [dict(zip(lines[0], row)) for row in lines[1:]]
+    return [
+        {**r, "first_step": int(r["first_step"]), "last_step": int(r["last_step"]), "batch": int(r["batch"])}
+        for r in rows
+    ]
+
+
+def write_runs(path: Path, runs: list[dict]) -> None:
+    columns = ("first_step", "last_step", "batch", "device", "seconds")
+    write_text(path, "\n".join(["\t".join(columns)] + ["\t".join(str(r[c]) for c in columns) for r in runs]) + "\n")
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 
 def train(params: dict, root: Path = Path(".")) -> dict:
@@ -379,6 +406,7 @@ def train(params: dict, root: Path = Path(".")) -> dict:
         return (per_sample * min_snr_weights(scheduler, t.cpu(), gamma).to(device)).mean()
 
     total, start, warmup = phase.steps, earlier["steps"], int(p["warmup"])
+    runs = list(earlier["runs"])
     first = earlier["schedule_start"]  # 0, or where a run going on from an exported model began
 
     def learning_rate(i: int) -> float:  # a continuation warms its fresh optimizer up again
@@ -390,14 +418,27 @@ def train(params: dict, root: Path = Path(".")) -> dict:
     finally:
         batches.close()
 
+    if phase.steps > start:  # what this run added: steps, batch, machine and time
+        seconds = round(phase.seconds - earlier["seconds"], 1)
+        runs.append(
+            {
+                "first_step": start + 1,
+                "last_step": phase.steps,
+                "batch": batch,
+                "device": device_name(device),
+                "seconds": seconds,
+            }
+        )
     with atomic_path(out_dir) as out:
         for name, module in phase.ema.shadow.items():
             module.to("cpu").save_pretrained(out / name)
         tokenizer.save_pretrained(out / "tokenizer")
         state = {"architecture": architecture, "config": config, "steps": phase.steps, "seconds": phase.seconds}
         state["schedule_start"] = first
+        state["runs"] = runs
         write_json(out / TRAINING_STATE, {**state, "log": phase.log_rows})
     phase.write_log(root / LOG_DIR / "diffusion_loss.tsv")
+    write_runs(root / LOG_DIR / RUNS_LOG, runs)
     phase.finish()
     count = {name: sum(q.numel() for q in m.parameters()) for name, m in modules.items()}
     final = float(np.mean([r["loss"] for r in phase.log_rows[-100:]]))

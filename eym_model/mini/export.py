@@ -32,7 +32,7 @@ from eym.skeleton import draw_skeletons, pck
 
 from . import BUILD_DIR, DATA_DIR, LOG_DIR, MODEL_DIR
 from .data import load_set
-from .diffusion import SD_SCHEDULE
+from .diffusion import SD_SCHEDULE, TRAINING_STATE
 from .training import resolve_device
 from .vae import psnr, reconstruct, to_tensor
 
@@ -161,7 +161,7 @@ def export(params: dict, root: Path = Path(".")) -> dict:
         "weights_mb": round(sum(f.stat().st_size for f in (root / MODEL_DIR).rglob("*.safetensors")) / 2**20, 1),
     }
     write_json(root / MODEL_DIR / "metrics.json", metrics)
-    write_text(root / MODEL_DIR / "README.md", model_card(params, metrics))
+    write_text(root / MODEL_DIR / "README.md", model_card(params, metrics, root))
     log.info("eym-mini: %s", json.dumps(metrics))
     return metrics
 
@@ -185,7 +185,30 @@ def train_seconds(root: Path) -> dict:
     return out
 
 
-def model_card(params: dict, metrics: dict) -> str:
+def runs_summary(root: Path, diffusion: dict) -> str:
+    """``steps x batch (machine, minutes)`` per machine and batch, from the diffusion phase's training runs."""
+    state = root / BUILD_DIR / "diffusion" / TRAINING_STATE
+    runs = json.loads(state.read_text()).get("runs", []) if state.is_file() else []
+    if not runs:
+        return f"{diffusion['steps']} x {diffusion['batch']}"
+    merged: list[dict] = []
+    for run in runs:
+        if merged and (merged[-1]["batch"], merged[-1]["device"]) == (run["batch"], run["device"]):
+            merged[-1] = {
+                **merged[-1],
+                "last_step": run["last_step"],
+                "seconds": merged[-1]["seconds"] + run["seconds"],
+            }
+        else:
+            merged.append(dict(run))
+    parts = [
+        f"{r['last_step'] - r['first_step'] + 1} x {r['batch']} ({r['device']}, {r['seconds'] / 60:.1f} min)"
+        for r in merged
+    ]
+    return " + ".join(parts)
+
+
+def model_card(params: dict, metrics: dict, root: Path = Path(".")) -> str:
     mini = params["eym_mini"]
     d, v, f = mini["data"], mini["vae"], mini["diffusion"]
     count = metrics["parameters"]
@@ -202,8 +225,7 @@ def model_card(params: dict, metrics: dict) -> str:
             seed=mini["seed"],
             vae_steps=v["steps"],
             vae_batch=v["batch"],
-            diff_steps=f["steps"],
-            diff_batch=f["batch"],
+            diff_runs=runs_summary(root, f),
             vae_minutes=minutes["vae"],
             diff_minutes=minutes["diffusion"],
             machine=f"{platform.machine()}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}",
