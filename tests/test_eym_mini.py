@@ -181,6 +181,11 @@ def test_raising_the_diffusion_steps_continues_from_the_trained_weights(tiny_min
     again = _phase(root, "diffusion")  # the same parameters again: nothing left to train
     assert again.returncode == 0 and "already trained with these parameters" in again.stderr
     assert json.loads((root / "build/eym-mini/diffusion/training.json").read_text())["steps"] == steps + 2
+    longer["eym_mini"]["diffusion"]["steps"] = steps + 1  # fewer steps than trained: keep the weights, say so
+    (root / "tiny.yaml").write_text(yaml.safe_dump(longer))
+    fewer = _phase(root, "diffusion")
+    assert fewer.returncode == 2 and "raise the steps to go on" in fewer.stderr, fewer.stderr[-2000:]
+    assert json.loads((root / "build/eym-mini/diffusion/training.json").read_text())["steps"] == steps + 2
     longer["eym_mini"]["diffusion"]["unet"]["block_out_channels"] = [8, 16]
     longer["eym_mini"]["diffusion"]["unet"]["norm_num_groups"] = 4
     (root / "tiny.yaml").write_text(yaml.safe_dump(longer))

@@ -14,8 +14,11 @@ Raising ``eym_mini.diffusion.steps`` and rerunning continues from the weights al
 ``build/eym-mini/diffusion`` (a DVC ``persist`` output) when they have the same architecture and
 latents, instead of starting again: a warm restart (fresh optimizer, the learning-rate schedule of the
 new total) from step ``training.json: steps``, so the result is not bit-identical to one long run.
-``start_from`` does the same from an exported model (``models/eym-mini``) when there is nothing to
-continue: how GPU time adds to the shipped weights instead of starting again.
+Weights trained as long or longer with other parameters are never thrown away unasked: an error
+says to raise the steps or delete the folder. ``start_from`` goes on from an exported model
+(``models/eym-mini``) when there is nothing to continue, with a learning-rate schedule of its own:
+how GPU time adds to the shipped weights. Each run's steps, batch, machine and time are kept in
+``training.json: runs`` and ``models/eym-mini/logs/diffusion_runs.tsv`` (the model card lists them).
 
 Drawing a batch's skeletons (about 40 ms for 128 on one core) is little next to a CPU step but about
 as long as a GPU one: ``draw_workers`` processes draw the batches ahead of the loop. Each batch is a
@@ -234,7 +237,8 @@ class AheadOfTheLoop:
 
 def continue_from(out_dir: Path, architecture: str, config: str, modules: dict, total: int) -> dict:
     """Load an earlier run's weights from ``out_dir`` into ``modules`` when training can go on from them:
-    same architecture and latents, and fewer steps than ``total`` (or exactly this ``config``: nothing to do).
+    same architecture and latents, and fewer steps than ``total`` (or exactly this ``config``: nothing to do;
+    as many or more with another config: an InputError).
 
     Returns the earlier run's steps, seconds, loss log and the step its learning-rate schedule began at
     (zero and empty when starting afresh).
@@ -245,9 +249,15 @@ def continue_from(out_dir: Path, architecture: str, config: str, modules: dict, 
         return fresh
     state = json.loads(state_file.read_text())
     same = state.get("config") == config
-    if state.get("architecture") != architecture or (int(state["steps"]) >= total and not same):
+    if state.get("architecture") != architecture:
         log.info("eym-mini diffusion: %s was trained with other parameters: training from scratch", out_dir)
         return fresh
+    if int(state["steps"]) >= total and not same:  # never throw away longer training (a GPU run's) unasked
+        raise InputError(
+            f"{out_dir}: trained for {state['steps']} steps with other parameters, as many as or more than "
+            f"eym_mini.diffusion.steps ({total}): raise the steps to go on from these weights, or delete the "
+            "folder to train from scratch"
+        )
     for name, module in modules.items():
         trained = type(module).from_pretrained(out_dir / name)
         module.load_state_dict(trained.state_dict())
