@@ -296,9 +296,7 @@ def start_from(model_dir: Path, modules: dict, vae) -> dict:
         if {k: v.shape for k, v in trained.items()} != {k: v.shape for k, v in module.state_dict().items()}:
             raise InputError(f"{folders[name]}: another {name} architecture than eym_mini.diffusion's")
         module.load_state_dict(trained)
-    table = model_dir / "logs/diffusion_loss.tsv"
-    lines = [line.split("\t") for line in table.read_text().splitlines()] if table.is_file() else []
-    log_rows = [{k: float(v) for k, v in zip(lines[0], row) if v} for row in lines[1:]]
+    log_rows = [{k: float(v) for k, v in row.items() if v} for row in read_tsv(model_dir / "logs/diffusion_loss.tsv")]
     for row in log_rows:
         row["step"] = int(row["step"])
     log.info("eym-mini diffusion: going on from the %d steps of %s", len(log_rows), model_dir)
@@ -307,15 +305,19 @@ def start_from(model_dir: Path, modules: dict, vae) -> dict:
     return {"steps": len(log_rows), "seconds": seconds, "log": log_rows, "schedule_start": len(log_rows), "runs": runs}
 
 
-def read_runs(path: Path) -> list[dict]:
-    """The training runs recorded in a ``diffusion_runs.tsv`` (empty when there is none)."""
+def read_tsv(path: Path) -> list[dict[str, str]]:
+    """The rows of a log table written by the phases (none when the file is missing)."""
     if not path.is_file():
         return []
     lines = [line.split("\t") for line in path.read_text().splitlines()]
-    rows = [dict(zip(lines[0], row)) for row in lines[1:]]
+    return [dict(zip(lines[0], row)) for row in lines[1:]]
+
+
+def read_runs(path: Path) -> list[dict]:
+    """The training runs recorded in a ``diffusion_runs.tsv`` (empty when there is none)."""
     return [
         {**r, "first_step": int(r["first_step"]), "last_step": int(r["last_step"]), "batch": int(r["batch"])}
-        for r in rows
+        for r in read_tsv(path)
     ]
 
 

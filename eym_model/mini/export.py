@@ -32,7 +32,7 @@ from eym.skeleton import draw_skeletons, pck
 
 from . import BUILD_DIR, DATA_DIR, LOG_DIR, MODEL_DIR
 from .data import load_set
-from .diffusion import SD_SCHEDULE, TRAINING_STATE
+from .diffusion import SD_SCHEDULE, TRAINING_STATE, read_tsv
 from .training import resolve_device
 from .vae import psnr, reconstruct, to_tensor
 
@@ -177,12 +177,9 @@ def parameter_counts(shipped, controlnet: Path) -> dict:
 
 def train_seconds(root: Path) -> dict:
     """Training time of each phase, from the last row of its loss log."""
-    out = {}
-    for phase in ("vae", "diffusion"):
-        lines = (root / LOG_DIR / f"{phase}_loss.tsv").read_text().splitlines()
-        header, last = lines[0].split("\t"), lines[-1].split("\t")
-        out[phase] = float(last[header.index("seconds")])
-    return out
+    return {
+        phase: float(read_tsv(root / LOG_DIR / f"{phase}_loss.tsv")[-1]["seconds"]) for phase in ("vae", "diffusion")
+    }
 
 
 def runs_summary(root: Path, diffusion: dict) -> str:
