@@ -8,7 +8,8 @@ with ``--references`` reference motions and their ground-truth edits, and runs e
 variant below (manifest parameters, no code copies) through the batch flow, in this DVC workspace
 (``data/quality/``). The report (``--out``): ``metrics.parquet``, ``summary.md`` (mean ± std per
 variant and the paired difference to the full method with 95 % bootstrap intervals), ``chart.png``
-``report.html``, and ``table.md`` (the headline columns, person region first, for the docs).
+``report.html``, ``table.md`` (the headline columns, person region first, for the docs) and
+``variants.png`` (one edit, every variant, two frames).
 ``--grid`` instead runs the full method with stage-1 x stage-2 steps on the first ``--grid-cases``
 edits, like the paper's sensitivity table. ``--report-only`` rebuilds the report from the edits
 evaluated so far (for example while a long run goes on).
@@ -100,6 +101,36 @@ def write_table(out: Path) -> Path:
     return out / "table.md"
 
 
+def variants_figure(cases: Path, edit: str, names: list[str], out: Path, frames=(3, 7)) -> Path | None:
+    """``variants.png``: one edit's aligned skeleton, ground truth and every variant's edit, two frames."""
+    import imageio.v3 as iio
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    runs = [(n, cases / f"{edit}--{n}" / "sample" / "comparison.gif") for n in names]
+    runs = [(n, gif) for n, gif in runs if gif.is_file()]
+    if not runs:
+        return None
+    videos = {n: iio.imread(gif, index=None) for n, gif in runs}  # source | reference | skeleton | edit | truth
+    rows = []
+    for index in frames:
+        panels = []
+        for n, _ in runs:
+            frame = videos[n][min(index, len(videos[n]) - 1)]
+            side = frame.shape[0]
+            if not panels:
+                panels += [("aligned skeleton", frame[:, 2 * side : 3 * side]), ("ground truth", frame[:, 4 * side :])]
+            panels.append((n, frame[:, 3 * side : 4 * side]))
+        row = Image.fromarray(np.concatenate([p for _, p in panels], 1))
+        draw = ImageDraw.Draw(row)
+        for i, (label, _) in enumerate(panels):
+            draw.rectangle([i * side, 0, (i + 1) * side - 1, 13], fill="white")  # hides the GIF's own label
+            draw.text((i * side + 2, 0), label, fill="black")
+        rows.append(np.asarray(row))
+    Image.fromarray(np.concatenate(rows, 0)).save(out / "variants.png")
+    return out / "variants.png"
+
+
 def merge(*trees: dict) -> dict:
     from eym.parameters import deep_merge
 
@@ -147,6 +178,7 @@ def main() -> None:
     parser.add_argument("--grid", help="comma-separated steps: stage 1 x stage 2 grid of the full method")
     parser.add_argument("--grid-cases", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--figure-edit", default="puppet-000-r0", help="the edit that variants.png shows")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from the edits evaluated so far")
     parser.add_argument("--out", type=Path, required=True, help="report folder")
     args = parser.parse_args()
@@ -170,6 +202,8 @@ def main() -> None:
         if aggregate_folders([str(manifest), "--cases", str(work / "cases"), "--out", str(args.out)]):
             raise SystemExit(2)
         print(write_table(args.out).read_text())
+        if not grid:
+            variants_figure(work / "cases", args.figure_edit, names, args.out)
         return
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     size, frames = params["frames"]["width"], 24
@@ -192,6 +226,8 @@ def main() -> None:
         )
     minutes = (time.perf_counter() - start) / 60
     write_table(args.out)
+    if not grid:
+        variants_figure(work / "cases", args.figure_edit, names, args.out)
     failed = [r for r in rows if r["status"] != "ok"]
     print(
         f"{len(rows)} edits ({len(failed)} failed) in {minutes:.0f} min (size {size}, steps {args.steps}); "
