@@ -12,7 +12,9 @@ variant and the paired difference to the full method with 95 % bootstrap interva
 ``variants.png`` (one edit, every variant, two frames).
 ``--grid`` instead runs the full method with stage-1 x stage-2 steps on the first ``--grid-cases``
 edits, like the paper's sensitivity table. ``--report-only`` rebuilds the report from the edits
-evaluated so far (for example while a long run goes on).
+evaluated so far (for example while a long run goes on). Each report folder has its own manifest,
+and runs share the workspace's finished stages: a smaller run (fewer ``--sources``, other
+``--variants``) takes the first sources of the inputs already drawn and recomputes nothing they share.
 """
 
 from __future__ import annotations
@@ -47,7 +49,14 @@ def variants(steps: int) -> dict[str, dict]:
         },
         "controlnet_only": {**off, "inversion": {"enabled": False}, "sampling": {"start": "noise"}},
         "copy_source": {**off, "inversion": {"enabled": False}, "sampling": {"start": "source"}},
+        # Not in the paper's table: the full method inverted with the source skeletons fed to the
+        # ControlNet (METHOD-NOTES' open question), so the noise need not hold the source's pose.
+        "invert_with_pose": {"inversion": {"controlnet": True}},
     }
+
+
+# The protocol's variants: the paper's ablations and the two baselines (others on request).
+PROTOCOL = ("full", "wo_rca", "wo_ma", "wo_stl", "no_tuning", "tune_a_video", "controlnet_only", "copy_source")
 
 
 # The docs' columns: person region first, then pose, flicker, whole frame and background.
@@ -141,10 +150,26 @@ def merge(*trees: dict) -> dict:
 
 
 def protocol_manifest(
-    cases_manifest: Path, out: Path, steps: int, names: list[str], grid: list[int] | None, grid_cases: int
+    cases_manifest: Path,
+    out: Path,
+    steps: int,
+    names: list[str],
+    grid: list[int] | None,
+    grid_cases: int,
+    sources: int | None = None,
+    references: int | None = None,
 ) -> Path:
-    """The manifest of every (edit, variant): ids ``<edit>--<variant>``; paths relative to ``out``."""
-    rows = yaml.safe_load(cases_manifest.read_text())["cases"]
+    """The manifest of every (edit, variant): ids ``<edit>--<variant>``; paths relative to ``out``.
+    Edits: the first ``references`` of each of the first ``sources`` sources (default: all)."""
+    by_source: dict[str, list[dict]] = {}
+    for row in yaml.safe_load(cases_manifest.read_text())["cases"]:
+        by_source.setdefault(row["source"], []).append(row)
+    if len(by_source) < (sources or 0) or min(map(len, by_source.values())) < (references or 0):
+        raise SystemExit(
+            f"{cases_manifest}: {len(by_source)} sources with up to {max(map(len, by_source.values()))} references "
+            f"each, fewer than asked; delete {cases_manifest.parent} to draw them again"
+        )
+    rows = [row for group in list(by_source.values())[:sources] for row in group[:references]]
     base = {"stage1": {"steps": steps}, "stage2": {"steps": steps}}
     table = variants(steps)
     runs = []
@@ -174,7 +199,7 @@ def main() -> None:
     parser.add_argument("--references", type=int, default=2)
     parser.add_argument("--steps", type=int, default=50, help="tuning steps per stage (w/o STL, TAV: twice)")
     parser.add_argument("--seed", type=int, default=7, help="benchmark seed (evaluation range)")
-    parser.add_argument("--variants", default=",".join(variants(1)), help="comma-separated variant names")
+    parser.add_argument("--variants", default=",".join(PROTOCOL), help=f"comma-separated, of: {', '.join(variants(1))}")
     parser.add_argument("--grid", help="comma-separated steps: stage 1 x stage 2 grid of the full method")
     parser.add_argument("--grid-cases", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1)
@@ -193,7 +218,7 @@ def main() -> None:
     names = [v for v in args.variants.split(",") if v]
     grid = [int(s) for s in args.grid.split(",")] if args.grid else None
     tag = "grid" if grid else "variants"
-    manifest = work / f"manifest-{tag}.yaml"
+    manifest = work / f"manifest-{tag}-{args.out.name}.yaml"  # one per report: runs of several protocols share work
     if args.report_only:
         if not manifest.is_file():
             raise SystemExit(f"{manifest}: no {tag} run to report on yet (run without --report-only first)")
@@ -218,7 +243,12 @@ def main() -> None:
             workers=2,
             references_per_source=args.references,
         )
-    protocol_manifest(inputs / "manifest.yaml", manifest, args.steps, names, grid, args.grid_cases)
+    unknown = sorted(set(names) - set(variants(1)))
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {unknown}; known: {', '.join(variants(1))}")
+    protocol_manifest(
+        inputs / "manifest.yaml", manifest, args.steps, names, grid, args.grid_cases, args.sources, args.references
+    )
     start = time.perf_counter()
     with prefect_api():
         rows = with_runner(edit_batch, workers=args.workers)(

@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 from eym.manifest import read_manifest
@@ -21,13 +22,15 @@ def _quality():
     return module
 
 
-def _inputs(folder: Path, edits: int) -> Path:
+def _inputs(folder: Path, sources: int, references: int) -> Path:
     rows = []
-    for i in range(edits):
-        for name in ("source", "reference", "gt"):
-            (folder / f"{name}{i}.mp4").write_bytes(b"x")
-        rows.append({"id": f"edit{i}", "source": f"source{i}.mp4", "reference": f"reference{i}.mp4"})
-        rows[-1] |= {"ground_truth": f"gt{i}.mp4", "prompt": "a person"}
+    for s in range(sources):
+        (folder / f"source{s}.mp4").write_bytes(b"x")
+        for r in range(references):
+            for name in ("reference", "gt"):
+                (folder / f"{name}{s}-{r}.mp4").write_bytes(b"x")
+            rows.append({"id": f"edit{s}-{r}", "source": f"source{s}.mp4", "reference": f"reference{s}-{r}.mp4"})
+            rows[-1] |= {"ground_truth": f"gt{s}-{r}.mp4", "prompt": "a person"}
     (folder / "manifest.yaml").write_text(yaml.safe_dump({"cases": rows}))
     return folder / "manifest.yaml"
 
@@ -35,23 +38,26 @@ def _inputs(folder: Path, edits: int) -> Path:
 def test_every_variant_and_grid_cell_is_a_valid_edit_of_params_yaml(tmp_path):
     quality = _quality()
     (tmp_path / "inputs").mkdir()
-    inputs = _inputs(tmp_path / "inputs", 2)
+    inputs = _inputs(tmp_path / "inputs", 3, 2)
     names = list(quality.variants(1))
-    assert {"full", "wo_rca", "wo_ma", "wo_stl", "no_tuning", "tune_a_video", "controlnet_only", "copy_source"} <= set(
-        names
-    )
-    table = quality.protocol_manifest(inputs, tmp_path / "manifest-variants.yaml", 7, names, None, 2)
+    assert set(quality.PROTOCOL) <= set(names) and "controlnet_only" in quality.PROTOCOL
+    table = quality.protocol_manifest(inputs, tmp_path / "manifest-variants.yaml", 7, names, None, 2, 2, 2)
     grid = quality.protocol_manifest(inputs, tmp_path / "manifest-grid.yaml", 7, names, [5, 9], 1)
+    one_each = quality.protocol_manifest(inputs, tmp_path / "manifest-small.yaml", 7, ["full"], None, 2, 3, 1)
+    assert [c.id for c in read_manifest(one_each)] == ["edit0-0--full", "edit1-0--full", "edit2-0--full"]
+    with pytest.raises(SystemExit, match="fewer than asked"):
+        quality.protocol_manifest(inputs, tmp_path / "manifest-big.yaml", 7, ["full"], None, 2, 4, 2)
     base = read_layer(REPO / "params.yaml")
-    for manifest, count in ((table, 2 * len(names)), (grid, 4)):
+    for manifest, count in ((table, 4 * len(names)), (grid, 4)):
         cases = read_manifest(manifest)  # paths resolve from where the manifest lies
         assert len(cases) == count and len({c.id for c in cases}) == count
         for case in cases:
             layers = [("params.yaml", base), (case.id, case.params)]
             assert not inconsistencies(layers, merge_checked(layers)), case.id
-    by_variant = {c.variant: c.params for c in read_manifest(table) if c.id.startswith("edit0")}
+    by_variant = {c.variant: c.params for c in read_manifest(table) if c.id.startswith("edit0-0")}
     assert by_variant["full"]["stage1"]["steps"] == 7 and by_variant["wo_stl"]["stage2"]["steps"] == 14
     assert by_variant["controlnet_only"]["sampling"]["start"] == "noise"
+    assert by_variant["invert_with_pose"]["inversion"]["controlnet"] is True
     assert {(c.params["stage1"]["steps"], c.params["stage2"]["steps"]) for c in read_manifest(grid)} == {
         (5, 5),
         (5, 9),
