@@ -258,7 +258,8 @@ class MiniDiffusion(MiniTraining):
 class MiniExport(Section):
     eval_frames: int = Field(64, ge=1, description="held-out skeletons of the ControlNet pose check")
     eval_steps: int = Field(50, ge=1, description="DDIM steps of the check")
-    eval_guidance_scale: float = Field(3.0, ge=0.0, description="guidance of the check")
+    eval_guidance_scale: float = Field(1.0, ge=0.0, description="guidance of the check (as sampling's)")
+    eval_conditioning_scale: float = Field(1.5, ge=0.0, description="ControlNet scale of the check (as sampling's)")
     eval_seed: int = Field(0, description="noise seed of the check")
     detect_size: int = Field(256, ge=8, description="frames are upscaled to this before MediaPipe")
 

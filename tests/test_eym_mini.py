@@ -134,6 +134,8 @@ def test_phases_write_an_sd15_layout_that_the_project_and_diffusers_load(tiny_mi
     assert metrics["controlnet_eval_frames"] == 2 and metrics["vae_heldout_psnr"] > 0  # the pipeline ran
     card = (tiny_mini / "models/eym-mini/README.md").read_text()
     assert "not a model of real footage" in card and "dvc repro eym_mini" in card
+    assert "guidance 1.0, ControlNet scale 1.5: the edits' sampling settings" in card  # params.yaml's check
+    assert "controlnet_pck_person_found" in metrics  # wrong pose told apart from no figure found
     d = TINY_MINI["eym_mini"]["diffusion"]
     assert f"| {d['steps']} x {d['batch']} (" in card and " CPU, " in card  # steps x batch (machine, minutes)
     for phase in ("vae", "diffusion"):

@@ -99,6 +99,7 @@ def controlnet_pose_check(base: Path, controlnet: Path, heldout, p: dict, device
             image=[Image.fromarray(s) for s in skeletons[part]],
             num_inference_steps=int(p["eval_steps"]),
             guidance_scale=float(p["eval_guidance_scale"]),
+            controlnet_conditioning_scale=float(p["eval_conditioning_scale"]),
             generator=torch.Generator(device).manual_seed(int(p["eval_seed"]) + start),
             output_type="np",
         ).images
@@ -113,11 +114,14 @@ def controlnet_pose_check(base: Path, controlnet: Path, heldout, p: dict, device
         return kp
 
     found, found_truth = detected(generated), detected(np.asarray(heldout.frames[:count]))
+    person = np.isfinite(found[:, :, 0]).any(1)
     return {
         "frames": count,
         "pck": pck(found, truth_kp, 0.1),
         "pck_true_frames": pck(found_truth, truth_kp, 0.1),
-        "person_found": float(np.isfinite(found[:, :, 0]).any(1).mean()),
+        # Tells a figure drawn in the wrong pose from one MediaPipe does not see at all.
+        "pck_person_found": pck(found[person], truth_kp[person], 0.1) if person.any() else None,
+        "person_found": float(person.mean()),
         "skeletons": skeletons,
         "generated": generated,
     }
@@ -149,12 +153,14 @@ def export(params: dict, root: Path = Path(".")) -> dict:
     vae_psnr = psnr(reconstruct(shipped.vae, to_tensor(heldout.frames), device, "fp32"), to_tensor(heldout.frames))
     check = controlnet_pose_check(base, controlnet, heldout, p, device)
     write_image(root / GRID, grid_image(check["skeletons"], check["generated"], np.asarray(heldout.frames)))
+    seen = check["pck_person_found"]
     metrics = {
         "vae_heldout_psnr": round(vae_psnr, 3),
         "vae_heldout_frames": len(heldout),
         "controlnet_pck": round(check["pck"], 4),
         "controlnet_pck_true_frames": round(check["pck_true_frames"], 4),
         "controlnet_person_found": round(check["person_found"], 4),
+        "controlnet_pck_person_found": seen if seen is None else round(seen, 4),
         "controlnet_eval_frames": check["frames"],
         "parameters": parameter_counts(shipped, controlnet),
         "train_seconds": train_seconds(root),
@@ -209,6 +215,7 @@ def model_card(params: dict, metrics: dict, root: Path = Path(".")) -> str:
     mini = params["eym_mini"]
     d, v, f = mini["data"], mini["vae"], mini["diffusion"]
     count = metrics["parameters"]
+    found = metrics["controlnet_pck_person_found"]
     minutes = {k: round(s / 60, 1) for k, s in metrics["train_seconds"].items()}
     return (
         (Path(__file__).parent / "model_card.md")
@@ -231,5 +238,7 @@ def model_card(params: dict, metrics: dict, root: Path = Path(".")) -> str:
             **{k: metrics[k] for k in metrics if k.startswith(("vae_", "controlnet_"))},
             eval_steps=mini["export"]["eval_steps"],
             eval_guidance=mini["export"]["eval_guidance_scale"],
+            eval_conditioning=mini["export"]["eval_conditioning_scale"],
+            pck_person_found="—" if found is None else f"{found:.3f}",
         )
     )
