@@ -1,0 +1,64 @@
+"""Pose PCK of finished edits re-detected at a larger size: is a low PCK a wrong pose or a missed figure?
+
+    .venv/bin/python benchmarks/pose_redetect.py data/quality/cases --variants full,copy_source --scale 1,2
+
+Re-runs MediaPipe (video mode, as the evaluation stage does) on each edit's sampled frames, upscaled
+by each ``--scale``, and prints PCK@0.1 against the aligned reference skeleton (all joints and the
+joints the edit must move) and the share of frames with a person found, per variant and scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def redetect(case: Path, scale: float, alpha: float = 0.1, min_confidence: float = 0.3) -> dict:
+    from eym.detect.mediapipe_backend import detect_poses
+    from eym.keypoints import read_keypoints
+    from eym.media import read_frames
+    from eym.skeleton import moved_joints, pck
+    from stages.common import OFFSET, POSE, SAMPLE, read_case
+
+    frames = read_frames(case / SAMPLE / "frames")
+    if scale != 1:
+        frames = np.stack([cv2.resize(f, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC) for f in frames])
+    found = detect_poses(frames)
+    found[..., :2] /= scale
+    aligned, _ = read_keypoints(case / OFFSET / "aligned.parquet")
+    source, _ = read_keypoints(read_case(case).source_dir / POSE / "source.parquet")
+    source = source[np.linspace(0, len(source) - 1, len(aligned)).round().astype(int)]
+    moved = moved_joints(source, aligned, alpha, min_confidence)
+    return {
+        "pck": pck(found, aligned, alpha, min_confidence),
+        "pck_moved": pck(found, aligned, alpha, min_confidence, only=moved) if moved.any() else float("nan"),
+        "found": float(np.isfinite(found[:, :, 0]).any(1).mean()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("cases", type=Path, help="folder of edit folders named <edit>--<variant>")
+    parser.add_argument("--variants", default="full,copy_source")
+    parser.add_argument("--scale", default="1,2", help="comma-separated upscale factors")
+    args = parser.parse_args()
+    scales = [float(s) for s in args.scale.split(",")]
+    print("| variant | scale | edits | PCK@0.1 | PCK@0.1 moved joints | frames with a person |")
+    print("|---|---|---|---|---|---|")
+    for variant in args.variants.split(","):
+        cases = sorted(c for c in args.cases.glob(f"*--{variant}") if (c / "sample" / "frames").is_dir())
+        for scale in scales:
+            rows = [redetect(c, scale) for c in cases]
+            mean = {k: np.nanmean([r[k] for r in rows]) for k in ("pck", "pck_moved", "found")}
+            print(
+                f"| {variant} | {scale:g} | {len(rows)} | {mean['pck']:.3f} | {mean['pck_moved']:.3f} "
+                f"| {mean['found']:.3f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
