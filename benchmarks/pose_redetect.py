@@ -18,23 +18,19 @@ import numpy as np
 
 def redetect(case: Path, scale: float, alpha: float = 0.1, min_confidence: float = 0.3) -> dict:
     from eym.detect.mediapipe_backend import detect_poses
-    from eym.keypoints import read_keypoints
     from eym.media import read_frames
-    from eym.skeleton import moved_joints, pck
-    from stages.common import OFFSET, POSE, SAMPLE, read_case
+    from stages.common import SAMPLE
+    from stages.evaluate import pose_scores
 
     frames = read_frames(case / SAMPLE / "frames")
     if scale != 1:
         frames = np.stack([cv2.resize(f, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC) for f in frames])
     found = detect_poses(frames)
     found[..., :2] /= scale
-    aligned, _ = read_keypoints(case / OFFSET / "aligned.parquet")
-    source, _ = read_keypoints(read_case(case).source_dir / POSE / "source.parquet")
-    source = source[np.linspace(0, len(source) - 1, len(aligned)).round().astype(int)]
-    moved = moved_joints(source, aligned, alpha, min_confidence)
+    scores, _ = pose_scores(case, found, alpha, min_confidence)
     return {
-        "pck": pck(found, aligned, alpha, min_confidence),
-        "pck_moved": pck(found, aligned, alpha, min_confidence, only=moved) if moved.any() else float("nan"),
+        "pck": scores["pose_pck"],
+        "pck_moved": np.nan if scores["pose_pck_moved"] is None else scores["pose_pck_moved"],
         "found": float(np.isfinite(found[:, :, 0]).any(1).mean()),
     }
 

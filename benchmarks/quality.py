@@ -216,6 +216,9 @@ def main() -> None:
     work = REPO / "data" / "quality"
     inputs = work / f"inputs-seed{args.seed}"
     names = [v for v in args.variants.split(",") if v]
+    unknown = sorted(set(names) - set(variants(1)))
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {unknown}; known: {', '.join(variants(1))}")
     grid = [int(s) for s in args.grid.split(",")] if args.grid else None
     tag = "grid" if grid else "variants"
     manifest = work / f"manifest-{tag}-{args.out.name}.yaml"  # one per report: runs of several protocols share work
@@ -243,9 +246,6 @@ def main() -> None:
             workers=2,
             references_per_source=args.references,
         )
-    unknown = sorted(set(names) - set(variants(1)))
-    if unknown:
-        raise SystemExit(f"unknown variant(s) {unknown}; known: {', '.join(variants(1))}")
     protocol_manifest(
         inputs / "manifest.yaml", manifest, args.steps, names, grid, args.grid_cases, args.sources, args.references
     )

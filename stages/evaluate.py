@@ -143,17 +143,23 @@ def _pose_fidelity(case_dir: Path, edited: np.ndarray, params: dict, p: dict):
 
     pose_params = dict(section(params, "pose"), backend=p["pose_backend"])
     found, _ = PoseDetector(pose_params)(edited, "edited")
+    scores, moved = pose_scores(case_dir, found, float(p["pck_alpha"]), float(pose_params["min_confidence"]))
+    found_per_frame = [bool(np.isfinite(f[:, 0]).any()) for f in found]
+    return scores, found_per_frame, moved
+
+
+def pose_scores(case_dir: Path, found: np.ndarray, alpha: float, min_confidence: float) -> tuple[dict, int]:
+    """PCK of the keypoints found in an edit against its aligned reference skeleton, on all joints and
+    on the joints the edit must move (None where there are none), and how many joints those are."""
     aligned, _ = read_keypoints(case_dir / OFFSET / "aligned.parquet")
     source, _ = read_keypoints(read_case(case_dir).source_dir / POSE / "source.parquet")
     source = source[np.linspace(0, len(source) - 1, len(aligned)).round().astype(int)]  # same frame count
-    alpha, min_confidence = float(p["pck_alpha"]), float(pose_params["min_confidence"])
     moved = moved_joints(source, aligned, alpha, min_confidence)
     scores = {
         "pose_pck": pck(found, aligned, alpha, min_confidence),
         "pose_pck_moved": pck(found, aligned, alpha, min_confidence, only=moved) if moved.any() else float("nan"),
     }
-    found_per_frame = [bool(np.isfinite(f[:, 0]).any()) for f in found]
-    return {k: None if np.isnan(v) else v for k, v in scores.items()}, found_per_frame, int(moved.sum())
+    return {k: None if np.isnan(v) else v for k, v in scores.items()}, int(moved.sum())
 
 
 def run(case_dir: Path, params: dict) -> dict:
