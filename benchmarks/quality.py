@@ -11,7 +11,8 @@ variant and the paired difference to the full method with 95 % bootstrap interva
 ``report.html``, ``table.md`` (the headline columns, person region first, for the docs) and
 ``variants.png`` (one edit, every variant, two frames).
 ``--grid`` instead runs the full method with stage-1 x stage-2 steps on the first ``--grid-cases``
-edits, like the paper's sensitivity table. ``--report-only`` rebuilds the report from the edits
+edits, like the paper's sensitivity table, and adds ``grid.md`` (one table per metric) and ``grid.png``
+(heat maps). ``--report-only`` rebuilds the report from the edits
 evaluated so far (for example while a long run goes on). Each report folder has its own manifest,
 and runs share the workspace's finished stages: a smaller run (fewer ``--sources``, other
 ``--variants``) takes the first sources of the inputs already drawn and recomputes nothing they share.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -71,6 +73,9 @@ TABLE_METRICS = (
     "psnr_background",
 )
 DIFFERENCE_METRICS = ("psnr_person", "ssim_person", "pose_pck", "pose_pck_moved", "temporal_error")
+GRID_METRICS = DIFFERENCE_METRICS
+DIGITS = {"psnr_person": 2, "temporal_error": 4}  # decimals shown; 3 for the rest
+GRID_NAME = re.compile(r"s1_(\d+)-s2_(\d+)")  # protocol_manifest's name of a grid cell
 
 
 def headline_table(result: dict, order: list[str]) -> str:
@@ -103,10 +108,78 @@ def headline_table(result: dict, order: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def grid_cells(result: dict) -> dict[tuple[int, int], dict]:
+    """The grid runs' statistics by (stage-1 steps, stage-2 steps)."""
+    cells = {}
+    for name, stats in result["variants"].items():
+        if match := GRID_NAME.fullmatch(name):
+            cells[int(match[1]), int(match[2])] = stats
+    return cells
+
+
+def grid_tables(result: dict) -> str:
+    """Markdown: per metric, the mean over the edits of each stage-1 (rows) x stage-2 (columns) cell."""
+    from eym.report import METRICS
+
+    cells = grid_cells(result)
+    rows, columns = sorted({a for a, _ in cells}), sorted({b for _, b in cells})
+    edits = max((stats["cases"] for stats in cells.values()), default=0)
+    lines = []
+    for metric in [m for m in GRID_METRICS if any(m in stats for stats in cells.values())]:
+        digits = DIGITS.get(metric, 3)
+        lines += [f"{METRICS[metric][0]}, stage-1 steps (rows) × stage-2 steps (columns), mean of {edits} edits:", ""]
+        lines += ["| stage 1 \\ stage 2 | " + " | ".join(map(str, columns)) + " |", "|---" * (1 + len(columns)) + "|"]
+        for a in rows:
+            values = [cells.get((a, b), {}).get(metric) for b in columns]
+            text = [f"{v['mean']:.{digits}f}" if v else "—" for v in values]
+            lines.append(f"| {a} | " + " | ".join(text) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def grid_figure(result: dict, path: Path) -> Path:
+    """``grid.png``: one heat map per metric over stage-1 x stage-2 steps, each cell labelled with its mean."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from eym.report import METRICS
+
+    cells = grid_cells(result)
+    rows, columns = sorted({a for a, _ in cells}), sorted({b for _, b in cells})
+    shown = [m for m in GRID_METRICS if any(m in stats for stats in cells.values())]
+    fig, axes = plt.subplots(1, len(shown), figsize=(2.9 * len(shown), 2.9), squeeze=False)
+    for ax, metric in zip(axes[0], shown):
+        values = np.array([[cells.get((a, b), {}).get(metric, {}).get("mean", np.nan) for b in columns] for a in rows])
+        label, higher = METRICS[metric]
+        low, high = np.nanmin(values), np.nanmax(values)
+        bright = (values - low) / (high - low) if high > low else np.full(values.shape, 0.5)
+        bright = bright if higher else 1 - bright  # position on viridis: 1 is yellow
+        ax.imshow(bright, cmap="viridis", vmin=0, vmax=1)
+        for (i, j), v in np.ndenumerate(values):
+            text = "—" if np.isnan(v) else f"{v:.{DIGITS.get(metric, 3)}f}"
+            ax.text(j, i, text, ha="center", va="center", color="black" if bright[i, j] > 0.6 else "white", fontsize=8)
+        ax.set_xticks(range(len(columns)), columns)
+        ax.set_yticks(range(len(rows)), rows)
+        ax.set_xlabel("stage-2 steps", fontsize=8)
+        ax.set_ylabel("stage-1 steps", fontsize=8)
+        span = f"{low:.{DIGITS.get(metric, 3)}f} to {high:.{DIGITS.get(metric, 3)}f}"
+        ax.set_title(f"{label}\n{'higher' if higher else 'lower'} is better (bright); {span}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def write_table(out: Path) -> Path:
-    """``table.md`` beside the report's ``summary.json``."""
+    """``table.md`` beside the report's ``summary.json``; for a grid run also ``grid.md`` and ``grid.png``."""
     result = json.loads((out / "summary.json").read_text())
     (out / "table.md").write_text(headline_table(result, list(variants(1))))
+    if grid_cells(result):
+        (out / "grid.md").write_text(grid_tables(result))
+        grid_figure(result, out / "grid.png")
     return out / "table.md"
 
 

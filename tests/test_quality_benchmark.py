@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
@@ -88,3 +89,29 @@ def test_variants_figure_shows_skeleton_truth_and_each_variants_edit(tmp_path):
         column = below_labels[:, (2 + k) * side : (3 + k) * side]
         assert abs(column.mean() - (100 + 40 * k)) < 8, names[k]
     assert quality.variants_figure(tmp_path / "cases", "missing", names, tmp_path / "none") is None
+
+
+def test_grid_run_writes_a_table_and_a_heat_map_per_metric(tmp_path):
+    import imageio.v3 as iio
+
+    quality = _quality()
+    cells = {(50, 50): 14.0, (50, 200): 13.5, (200, 50): 15.0}  # (200, 200) did not finish
+    result = {"variants": {"full": {"cases": 2, "psnr_person": {"mean": 9.0, "std": 0.0}}}}
+    for (s1, s2), psnr in cells.items():
+        stats = {"psnr_person": {"mean": psnr, "std": 0.1}, "pose_pck": {"mean": psnr / 20, "std": 0.0}}
+        result["variants"][f"s1_{s1}-s2_{s2}"] = {"cases": 2, **stats}
+    (tmp_path / "summary.json").write_text(json.dumps(result))
+    quality.write_table(tmp_path)
+    text = (tmp_path / "grid.md").read_text()
+    psnr = text.split("PSNR (dB) person")[1].split("Pose PCK")[0]
+    assert "mean of 2 edits" in psnr
+    assert "| 50 | 14.00 | 13.50 |" in psnr and "| 200 | 15.00 | — |" in psnr and "9.00" not in psnr
+    assert "| 200 | 0.750 | — |" in text.split("Pose PCK@0.1,")[1]
+    image = iio.imread(tmp_path / "grid.png")
+    assert image.ndim == 3 and image.shape[1] > 1.5 * image.shape[0]  # two heat maps side by side
+
+    (tmp_path / "variants").mkdir()
+    del result["variants"]["s1_50-s2_50"], result["variants"]["s1_50-s2_200"], result["variants"]["s1_200-s2_50"]
+    (tmp_path / "variants" / "summary.json").write_text(json.dumps(result))
+    quality.write_table(tmp_path / "variants")
+    assert not (tmp_path / "variants" / "grid.md").exists() and not (tmp_path / "variants" / "grid.png").exists()
