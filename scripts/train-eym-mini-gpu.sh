@@ -13,6 +13,7 @@ SECONDS=0
 layers=(--params params.yaml --params configs/eym-mini-gpu.yaml ${EYM_MINI_EXTRA:+--params "$EYM_MINI_EXTRA"})  # extra: a test layer
 mkdir -p "$root/build/eym-mini"
 rm -rf "$root/build/eym-mini/vae" && cp -r models/eym-mini/base/vae "$root/build/eym-mini/vae"
+mkdir -p "$root/models/eym-mini/logs" && cp models/eym-mini/logs/vae_loss.tsv "$root/models/eym-mini/logs/"  # export's card
 python -m eym_model.mini data "${layers[@]}" --root "$root"
 echo "eym-mini gpu: data ready after $SECONDS s" >&2
 shipped=$(($(wc -l < models/eym-mini/logs/diffusion_loss.tsv) - 1))  # steps the shipped weights had

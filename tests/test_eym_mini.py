@@ -229,6 +229,13 @@ def test_training_goes_on_from_an_exported_model_of_the_same_architecture(tiny_m
         [str(steps + 1), str(steps + 2), str(batch)],  # this one
     ]
     assert all("CPU" in r.split("\t")[3] for r in runs[1:])
+    unlogged = _phase(root, "export")  # the VAE came without its log: said at once, not after the check
+    assert unlogged.returncode == 2 and "vae_loss.tsv: missing" in unlogged.stderr, unlogged.stderr[-2000:]
+    shutil.copy(tiny_mini / "models/eym-mini/logs/vae_loss.tsv", root / "models/eym-mini/logs/vae_loss.tsv")
+    exported = _phase(root, "export")
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    card = (root / "models/eym-mini/README.md").read_text()
+    assert f"| {steps + 2} x {batch} (" in card  # both runs on this CPU at this batch, as one row
 
     shutil.rmtree(root / "build/eym-mini/diffusion")
     layer["eym_mini"]["diffusion"]["unet"]["block_out_channels"] = [8, 16]

@@ -316,7 +316,7 @@ def read_tsv(path: Path) -> list[dict[str, str]]:
 def read_runs(path: Path) -> list[dict]:
     """The training runs recorded in a ``diffusion_runs.tsv`` (empty when there is none)."""
     return [
-        {**r, "first_step": int(r["first_step"]), "last_step": int(r["last_step"]), "batch": int(r["batch"])}
+        {**r, **{k: int(r[k]) for k in ("first_step", "last_step", "batch")}, "seconds": float(r["seconds"])}
         for r in read_tsv(path)
     ]
 

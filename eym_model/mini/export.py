@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from eym.atomic import atomic_path, write_json, write_text
+from eym.errors import InputError
 from eym.media import write_image
 from eym.skeleton import draw_skeletons, pck
 
@@ -147,6 +148,7 @@ def export(params: dict, root: Path = Path(".")) -> dict:
     mini = params["eym_mini"]
     p = mini["export"]
     device = resolve_device(str(mini.get("device", "auto")))
+    seconds = train_seconds(root)  # before the long check: a missing log fails at once
     base, controlnet = assemble(root)
     heldout = load_set(root / DATA_DIR / "heldout")
     shipped = load_base_model(str(base), torch.float32, device)
@@ -163,7 +165,7 @@ def export(params: dict, root: Path = Path(".")) -> dict:
         "controlnet_pck_person_found": seen if seen is None else round(seen, 4),
         "controlnet_eval_frames": check["frames"],
         "parameters": parameter_counts(shipped, controlnet),
-        "train_seconds": train_seconds(root),
+        "train_seconds": seconds,
         "weights_mb": round(sum(f.stat().st_size for f in (root / MODEL_DIR).rglob("*.safetensors")) / 2**20, 1),
     }
     write_json(root / MODEL_DIR / "metrics.json", metrics)
@@ -182,10 +184,18 @@ def parameter_counts(shipped, controlnet: Path) -> dict:
 
 
 def train_seconds(root: Path) -> dict:
-    """Training time of each phase, from the last row of its loss log."""
-    return {
-        phase: float(read_tsv(root / LOG_DIR / f"{phase}_loss.tsv")[-1]["seconds"]) for phase in ("vae", "diffusion")
-    }
+    """Training time of each phase, from the last row of its loss log (the model card states it)."""
+    seconds = {}
+    for phase in ("vae", "diffusion"):
+        log_file = root / LOG_DIR / f"{phase}_loss.tsv"
+        rows = read_tsv(log_file)
+        if not rows:
+            raise InputError(
+                f"{log_file}: missing or empty; the model card takes the {phase} phase's training time from it "
+                f"(a {phase} copied from another eym-mini brings its log from that model's {LOG_DIR.name}/)"
+            )
+        seconds[phase] = float(rows[-1]["seconds"])
+    return seconds
 
 
 def runs_summary(root: Path, diffusion: dict) -> str:
