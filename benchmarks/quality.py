@@ -117,15 +117,21 @@ def grid_cells(result: dict) -> dict[tuple[int, int], dict]:
     return cells
 
 
+def grid_layout(result: dict):
+    """The grid's cells, its stage-1 steps (rows), stage-2 steps (columns) and the metrics it has."""
+    cells = grid_cells(result)
+    metrics = [m for m in GRID_METRICS if any(m in stats for stats in cells.values())]
+    return cells, sorted({a for a, _ in cells}), sorted({b for _, b in cells}), metrics
+
+
 def grid_tables(result: dict) -> str:
     """Markdown: per metric, the mean over the edits of each stage-1 (rows) x stage-2 (columns) cell."""
     from eym.report import METRICS
 
-    cells = grid_cells(result)
-    rows, columns = sorted({a for a, _ in cells}), sorted({b for _, b in cells})
+    cells, rows, columns, shown = grid_layout(result)
     edits = max((stats["cases"] for stats in cells.values()), default=0)
     lines = []
-    for metric in [m for m in GRID_METRICS if any(m in stats for stats in cells.values())]:
+    for metric in shown:
         digits = DIGITS.get(metric, 3)
         lines += [f"{METRICS[metric][0]}, stage-1 steps (rows) × stage-2 steps (columns), mean of {edits} edits:", ""]
         lines += ["| stage 1 \\ stage 2 | " + " | ".join(map(str, columns)) + " |", "|---" * (1 + len(columns)) + "|"]
@@ -147,25 +153,24 @@ def grid_figure(result: dict, path: Path) -> Path:
 
     from eym.report import METRICS
 
-    cells = grid_cells(result)
-    rows, columns = sorted({a for a, _ in cells}), sorted({b for _, b in cells})
-    shown = [m for m in GRID_METRICS if any(m in stats for stats in cells.values())]
+    cells, rows, columns, shown = grid_layout(result)
     fig, axes = plt.subplots(1, len(shown), figsize=(2.9 * len(shown), 2.9), squeeze=False)
     for ax, metric in zip(axes[0], shown):
         values = np.array([[cells.get((a, b), {}).get(metric, {}).get("mean", np.nan) for b in columns] for a in rows])
         label, higher = METRICS[metric]
+        digits = DIGITS.get(metric, 3)
         low, high = np.nanmin(values), np.nanmax(values)
         bright = (values - low) / (high - low) if high > low else np.full(values.shape, 0.5)
         bright = bright if higher else 1 - bright  # position on viridis: 1 is yellow
         ax.imshow(bright, cmap="viridis", vmin=0, vmax=1)
         for (i, j), v in np.ndenumerate(values):
-            text = "—" if np.isnan(v) else f"{v:.{DIGITS.get(metric, 3)}f}"
+            text = "—" if np.isnan(v) else f"{v:.{digits}f}"
             ax.text(j, i, text, ha="center", va="center", color="black" if bright[i, j] > 0.6 else "white", fontsize=8)
         ax.set_xticks(range(len(columns)), columns)
         ax.set_yticks(range(len(rows)), rows)
         ax.set_xlabel("stage-2 steps", fontsize=8)
         ax.set_ylabel("stage-1 steps", fontsize=8)
-        span = f"{low:.{DIGITS.get(metric, 3)}f} to {high:.{DIGITS.get(metric, 3)}f}"
+        span = f"{low:.{digits}f} to {high:.{digits}f}"
         ax.set_title(f"{label}\n{'higher' if higher else 'lower'} is better (bright); {span}", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
