@@ -39,13 +39,24 @@ def detect_poses(
     min_detection_confidence: float = 0.5,
     video_mode: bool = True,
     model_complexity: int = SHIPPED_POSE_COMPLEXITY,
+    margin: float = 0.0,
     progress=None,
 ) -> np.ndarray:
-    """OpenPose-18 keypoints (frames, 18, 3) for RGB uint8 frames; undetected frames are empty."""
+    """OpenPose-18 keypoints (frames, 18, 3) for RGB uint8 frames; undetected frames are empty.
+
+    ``margin`` pads each frame on every side by that fraction of its larger side, repeating the
+    edge pixels, before detection (keypoints stay in the frame's own coordinates): BlazePose misses
+    many single images of people who fill the frame, and finds them with room around them
+    (docs/benchmarks.md, eym-mini's ControlNet check).
+    """
+    import cv2
     import mediapipe as mp
 
     _check_pose_model(model_complexity)
+    if not 0 <= margin <= 1:
+        raise ValueError(f"mediapipe pose margin must be between 0 and 1, not {margin}")
     height, width = frames.shape[1:3]
+    pad = int(round(margin * max(height, width)))
     kp = empty_keypoints(len(frames))
     with mp.solutions.pose.Pose(
         static_image_mode=not video_mode,
@@ -53,12 +64,15 @@ def detect_poses(
         min_detection_confidence=min_detection_confidence,
     ) as pose:
         for f, frame in enumerate(frames):
+            if pad:
+                frame = cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
             result = pose.process(np.ascontiguousarray(frame))
             if result.pose_landmarks:
                 landmarks = result.pose_landmarks.landmark
                 for name, index in BLAZEPOSE.items():
                     lm = landmarks[index]
-                    kp[f, J[name]] = (lm.x * width, lm.y * height, lm.visibility)
+                    x, y = lm.x * (width + 2 * pad) - pad, lm.y * (height + 2 * pad) - pad
+                    kp[f, J[name]] = (x, y, lm.visibility)
                 shoulders = kp[f, [J["right_shoulder"], J["left_shoulder"]]]
                 kp[f, J["neck"]] = (*shoulders[:, :2].mean(0), shoulders[:, 2].min())
             if progress:
