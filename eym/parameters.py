@@ -262,6 +262,9 @@ class MiniExport(Section):
     eval_conditioning_scale: float = Field(1.5, ge=0.0, description="ControlNet scale of the check (as sampling's)")
     eval_seed: int = Field(0, description="noise seed of the check")
     detect_size: int = Field(256, ge=8, description="frames are upscaled to this before MediaPipe")
+    detect_margin: float = Field(
+        0.25, ge=0.0, le=1.0, description="border added on each side before MediaPipe, share of the frame's side"
+    )
 
 
 class EymMini(Section):

@@ -136,6 +136,8 @@ def test_phases_write_an_sd15_layout_that_the_project_and_diffusers_load(tiny_mi
     assert "not a model of real footage" in card and "dvc repro eym_mini" in card
     assert "guidance 1.0, ControlNet scale 1.5: the edits' sampling settings" in card  # params.yaml's check
     assert "controlnet_pck_person_found" in metrics  # wrong pose told apart from no figure found
+    assert metrics["controlnet_pck_other_skeletons"] >= 0  # the chance level beside the score
+    assert "padded by 0.25 of their side before detection" in card  # the detector's set-up is stated
     d = TINY_MINI["eym_mini"]["diffusion"]
     assert f"| {d['steps']} x {d['batch']} (" in card and " CPU, " in card  # steps x batch (machine, minutes)
     for phase in ("vae", "diffusion"):
