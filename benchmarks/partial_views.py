@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--seed", type=int, default=7000)
+    parser.add_argument("--margin", type=float, default=0.0, help="MediaPipe pose's border (pose.mediapipe_margin)")
     args = parser.parse_args()
     names = sorted(MOTIONS)
     rows = defaultdict(list)
@@ -56,12 +57,12 @@ def main() -> None:
                 seg = {m: segment_people(frames, m) > 0.5 for m in (0, 1)}
                 row = {f"mask IoU, model {m}": iou(seg[m], truth_masks) for m in (0, 1)}
                 for name, shown in (("full frames", frames), ("masked frames", frames * seg[0][..., None])):
-                    kp = detect_poses(shown)
+                    kp = detect_poses(shown, margin=args.margin)
                     row[f"pose found, {name}"] = body_found(kp)
                     row[f"PCK@0.1, {name}"] = pck(kp, truth_kp, 0.1)
                 rows[view].append(row)
     columns = list(rows["full"][0])
-    print(f"{args.cases} cases per view, {args.size}x{args.size}, {args.frames} frames\n")
+    print(f"{args.cases} cases per view, {args.size}x{args.size}, {args.frames} frames, pose margin {args.margin:g}\n")
     print("| source view | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 1) + "|")
     for view, values in rows.items():

@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--seed", type=int, default=1000)
+    parser.add_argument("--margin", type=float, default=0.0, help="MediaPipe pose's border (pose.mediapipe_margin)")
     args = parser.parse_args()
 
     names = sorted(MOTIONS)
@@ -57,7 +58,7 @@ def main() -> None:
                 frames = read_video(case / video)
                 truth, _ = read_keypoints(case / KEYPOINTS[role])
                 t0 = time.perf_counter()
-                pred = detect_poses(frames)
+                pred = detect_poses(frames, margin=args.margin)
                 t1 = time.perf_counter()
                 masks = segment_people(frames) > 0.5
                 t2 = time.perf_counter()
@@ -69,7 +70,8 @@ def main() -> None:
                     (pck(pred, truth, 0.1), pck(pred, truth, 0.05), mask_iou(masks, read_masks(case / MASKS[role])))
                 )
 
-    print(f"{sum(len(v) for v in rows.values())} clips, {args.size}x{args.size}, {args.frames} frames each\n")
+    clips = sum(len(v) for v in rows.values())
+    print(f"{clips} clips, {args.size}x{args.size}, {args.frames} frames each, pose margin {args.margin:g}\n")
     print("| motion | clips | pose PCK@0.1 | pose PCK@0.05 | mask IoU |")
     print("|---|---|---|---|---|")
     everything = []

@@ -186,6 +186,9 @@ class Evaluation(Section):
     allow_download: bool = Field(False, description="let the hub download metric networks")
     pose_backend: Literal["mediapipe", "openpose", "dwpose"] = Field("mediapipe", description="for pose PCK")
     pck_alpha: float = Field(0.1, gt=0.0, le=1.0, description="PCK threshold as a share of the person's size")
+    pose_margin: float = Field(
+        0.1, ge=0.0, le=1.0, description="MediaPipe's border when it re-detects the edit, share of the frame's side"
+    )
     fvd_model: Optional[str] = Field(None, description="StyleGAN-V's i3d_torchscript.pt (batch-level FVD)")
     fid_vid_model: Optional[str] = Field(None, description="a 3D ResNet-50 TorchScript for FID-VID")
     video_min_frames: int = Field(10, ge=1, description="shortest clip the video networks take")

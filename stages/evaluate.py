@@ -33,7 +33,7 @@ from eym.skeleton import moved_joints, pck
 from .common import EVALUATION, FRAMES, MASKS, OFFSET, POSE, SAMPLE, log, read_case, section, stage_main
 from .frames import ground_truth_frames, resize_crop
 
-PARAMS = ("device", "lpips_backbone", "lpips_net", "clip", "allow_download", "pose_backend", "pck_alpha")
+PARAMS = ("device", "lpips_backbone", "lpips_net", "clip", "allow_download", "pose_backend", "pck_alpha", "pose_margin")
 GT_METRICS = ("l1", "l1_disco", "psnr", "ssim", "lpips")
 TEMPORAL = ("temporal_error",)
 REGIONS = ("person", "background")
@@ -142,7 +142,7 @@ def _pose_fidelity(case_dir: Path, edited: np.ndarray, params: dict, p: dict):
     from .pose import PoseDetector
 
     pose_params = dict(section(params, "pose"), backend=p["pose_backend"])
-    found, _ = PoseDetector(pose_params)(edited, "edited")
+    found, _ = PoseDetector(pose_params, margin=float(p["pose_margin"]))(edited, "edited")
     scores, moved = pose_scores(case_dir, found, float(p["pck_alpha"]), float(pose_params["min_confidence"]))
     found_per_frame = [bool(np.isfinite(f[:, 0]).any()) for f in found]
     return scores, found_per_frame, moved

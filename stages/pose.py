@@ -41,10 +41,11 @@ PARAMS = (
 
 
 class PoseDetector:
-    """The configured pose backend, its network loaded once and used for every clip."""
+    """The configured pose backend, its network loaded once and used for every clip. ``margin``: MediaPipe's
+    border (``detect_poses``); the pose stage uses none, the evaluation's re-detection ``evaluation.pose_margin``."""
 
-    def __init__(self, p: dict):
-        self.p, self.backend = p, p["backend"]
+    def __init__(self, p: dict, margin: float = 0.0):
+        self.p, self.backend, self.margin = p, p["backend"], margin
         if self.backend == "openpose":
             from eym.detect import openpose_backend as module
 
@@ -64,7 +65,7 @@ class PoseDetector:
                 from eym.detect.mediapipe_backend import detect_poses
 
                 complexity = int(self.p["mediapipe_complexity"])
-                return detect_poses(frames, model_complexity=complexity, progress=bar.update), []
+                return detect_poses(frames, model_complexity=complexity, margin=self.margin, progress=bar.update), []
             people = self.module.detect_people(frames, self.model, progress=bar.update)
         return pick_largest(people, float(self.p["min_confidence"]))
 

@@ -333,6 +333,8 @@ def test_eym_mini_edits_the_motion_end_to_end_and_beats_returning_the_source(tmp
     for stage in (sample, evaluate):
         stage.run(copy, copying)
     edit, source = (json.loads((c / "eval" / "metrics.json").read_text()) for c in (case, copy))
-    assert source["pose_pck_moved"] == 0.0 < 0.1 < edit["pose_pck_moved"], (edit, source)  # the arms moved
+    # The arms moved. The copy's moved joints are near 0, not 0: the evaluation re-detects with a border
+    # (evaluation.pose_margin) that the pose stage, which drew the source's skeleton, does not use.
+    assert source["pose_pck_moved"] < 0.1 < 0.5 < edit["pose_pck_moved"], (edit, source)
     assert edit["psnr_person"] > source["psnr_person"], (edit, source)
-    assert edit["pose_pck"] > 0.5, edit
+    assert edit["pose_pck"] > 0.8, edit  # 0.61 re-detected without the border: MediaPipe missed the figure
