@@ -1,21 +1,20 @@
-"""Does a border around each frame help MediaPipe find the person? eym-mini's ControlNet check and true clips.
+"""Does a border around each frame help MediaPipe find the person? eym-mini's ControlNet check, frame by frame.
 
-    .venv/bin/python benchmarks/detector_margin.py --params params.yaml --margins 0,0.1,0.25,0.5 --clips 14
-    .venv/bin/python benchmarks/detector_margin.py --margins 0,0.25 --clips 0 --skip 64 --seed 1000
+    .venv/bin/python benchmarks/detector_margin.py --params params.yaml --margins 0,0.1,0.25,0.5
+    .venv/bin/python benchmarks/detector_margin.py --margins 0,0.25 --skip 64 --seed 1000
 
 Draws frames with the shipped eym-mini from the held-out skeletons (``data/eym-mini/heldout``, made by
 ``dvc repro eym_mini_data``) at the check's settings (``eym_mini.export``), re-detects them and the
 true held-out frames as single images with each margin, and prints PCK@0.1 against the conditioning
 skeleton, the share of frames with a person found, and the chance level (the same detections against
 other frames' skeletons). ``--skip K --seed S`` takes the skeletons after the first K with other noise
-(a check of a margin chosen on the first frames). Then the same margins in video mode (as the pose
-and evaluation stages run MediaPipe) on ``--clips`` true puppet clips at the held-out frames' size.
+(a check of a margin chosen on the first frames). Video mode, as the pose and evaluation stages run
+MediaPipe, on true clips: ``benchmarks/puppet_detectability.py --size 128 --margin M``.
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -53,32 +52,6 @@ def single_frames(params: dict, margins: list[float], device: str, skip: int, se
         )
 
 
-def clips(count: int, size: int, margins: list[float]) -> None:
-    from eym.detect.mediapipe_backend import detect_poses
-    from eym.keypoints import read_keypoints
-    from eym.media import read_video
-    from eym.puppet.cases import KEYPOINTS, REFERENCE_VIDEO, SOURCE_VIDEO, make_case
-    from eym.puppet.motions import MOTIONS
-    from eym.skeleton import pck
-
-    names, scores = sorted(MOTIONS), {m: [] for m in margins}
-    with tempfile.TemporaryDirectory() as tmp:
-        for i in range((count + 1) // 2):
-            case = Path(tmp) / f"c{i}"
-            motions = names[(2 * i) % len(names)], names[(2 * i + 1) % len(names)]
-            make_case(case, 1000 + i, size=size, num_frames=24, source_motion=motions[0], reference_motion=motions[1])
-            for role, video in (("source", SOURCE_VIDEO), ("reference", REFERENCE_VIDEO)):
-                frames = read_video(case / video)
-                truth, _ = read_keypoints(case / KEYPOINTS[role])
-                for margin in margins:
-                    scores[margin].append(pck(detect_poses(frames, margin=margin), truth, 0.1))
-    print(f"\n{2 * ((count + 1) // 2)} true puppet clips, {size}x{size}, 24 frames, video mode\n")
-    print("| margin | PCK@0.1 mean | PCK@0.1 lowest clip |")
-    print("|---|---|---|")
-    for margin, values in scores.items():
-        print(f"| {margin:g} | {np.mean(values):.3f} | {np.min(values):.3f} |", flush=True)
-
-
 def main() -> None:
     from eym_model.mini.training import resolve_device
     from stages.common import load_params
@@ -86,7 +59,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=Path, action="append", help="parameter files (default: params.yaml)")
     parser.add_argument("--margins", default="0,0.1,0.25,0.5", help="comma-separated shares of the frame's side")
-    parser.add_argument("--clips", type=int, default=14, help="true clips in video mode (0: none)")
     parser.add_argument("--skip", type=int, default=0, help="held-out skeletons to leave out first")
     parser.add_argument("--seed", type=int, help="noise seed (default: eym_mini.export.eval_seed)")
     args = parser.parse_args()
@@ -94,8 +66,6 @@ def main() -> None:
     margins = [float(m) for m in args.margins.split(",")]
     device = resolve_device(str(params["eym_mini"].get("device", "auto")))
     single_frames(params, margins, device, args.skip, args.seed)
-    if args.clips:
-        clips(args.clips, int(params["eym_mini"]["data"]["size"]), margins)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def main() -> None:
     if args.margin is None:
         from stages.common import load_params
 
-        args.margin = str(load_params([Path("params.yaml")])["evaluation"].get("pose_margin", 0.0))
+        args.margin = str(load_params([Path("params.yaml")])["evaluation"]["pose_margin"])
     margins = [float(m) for m in args.margin.split(",")]
     print("| variant | scale | margin | edits | PCK@0.1 | PCK@0.1 moved joints | frames with a person |")
     print("|---|---|---|---|---|---|---|")

@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--seed", type=int, default=1000)
-    parser.add_argument("--margin", type=float, default=0.0, help="MediaPipe pose's border (pose.mediapipe_margin)")
+    parser.add_argument("--margin", type=float, default=0.0, help="MediaPipe pose's border (as evaluation.pose_margin)")
     args = parser.parse_args()
 
     names = sorted(MOTIONS)
