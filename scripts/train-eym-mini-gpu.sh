@@ -13,14 +13,14 @@ SECONDS=0
 layers=(--params params.yaml --params configs/eym-mini-gpu.yaml ${EYM_MINI_EXTRA:+--params "$EYM_MINI_EXTRA"})  # extra: a test layer
 mkdir -p "$root/build/eym-mini"
 rm -rf "$root/build/eym-mini/vae" && cp -r models/eym-mini/base/vae "$root/build/eym-mini/vae"
-mkdir -p "$root/models/eym-mini/logs" && cp models/eym-mini/logs/vae_loss.tsv "$root/models/eym-mini/logs/"  # export's card
+mkdir -p "$root/build/eym-mini/logs" && cp models/eym-mini/logs/vae_loss.tsv "$root/build/eym-mini/logs/"  # export's card
 python -m eym_model.mini data "${layers[@]}" --root "$root"
 echo "eym-mini gpu: data ready after $SECONDS s" >&2
 shipped=$(($(wc -l < models/eym-mini/logs/diffusion_loss.tsv) - 1))  # steps the shipped weights had
 echo "eym_mini: {diffusion: {steps: $((shipped + 60)), start_from: $PWD/models/eym-mini}}" > "$root/probe.yaml"
 python -m eym_model.mini diffusion "${layers[@]}" --params "$root/probe.yaml" --root "$root"  # the run goes on from it
 left=$((${minutes%.*} * 60 - SECONDS - 60))  # a minute for start-up and packing
-steps=$(python - "$root/models/eym-mini/logs/diffusion_loss.tsv" "$left" "$shipped" <<'PY'
+steps=$(python - "$root/build/eym-mini/logs/diffusion_loss.tsv" "$left" "$shipped" <<'PY'
 import sys
 rows = [line.split("\t") for line in open(sys.argv[1]).read().splitlines()]
 col, first = rows[0].index("seconds"), int(sys.argv[3]) + 30  # after start-up and prefetch
@@ -41,5 +41,5 @@ folder = Path(sys.argv[1])
 for name, cls in (("unet", UNet2DConditionModel), ("controlnet", ControlNetModel), ("text_encoder", CLIPTextModel)):
     cls.from_pretrained(folder / name).to(torch.float16).save_pretrained(folder / name)
 PY
-  tar c -C "$root" build/eym-mini/diffusion models/eym-mini/logs/diffusion_loss.tsv | split -b 15M - "$out/diffusion.tar."
+  tar c -C "$root" build/eym-mini/diffusion build/eym-mini/logs/diffusion_loss.tsv | split -b 15M - "$out/diffusion.tar."
 fi

@@ -102,10 +102,10 @@ def _phase(root, phase, *extra, env=None):
 
 @pytest.fixture(scope="module")
 def tiny_mini(tmp_path_factory):
-    """eym-mini's four phases at a toy size, run from the command line as DVC runs them."""
+    """eym-mini's four phases at a toy size, run from the command line as DVC runs them, then shipped."""
     root = tmp_path_factory.mktemp("mini")
     (root / "tiny.yaml").write_text(yaml.safe_dump(TINY_MINI))
-    for phase in ("data", "vae", "diffusion", "export"):
+    for phase in ("data", "vae", "diffusion", "export", "ship"):
         result = _phase(root, phase)
         assert result.returncode == 0, phase + result.stderr[-3000:]
     return root
@@ -145,6 +145,25 @@ def test_phases_write_an_sd15_layout_that_the_project_and_diffusers_load(tiny_mi
         assert rows[0].startswith("step\tloss\tlr\tseconds") and len(rows) == 1 + TINY_MINI["eym_mini"][phase]["steps"]
 
 
+def test_ship_copies_the_release_that_export_made_and_nothing_else_writes_the_shipped_model(tiny_mini, tmp_path):
+    release, shipped = tiny_mini / "build/eym-mini/release", tiny_mini / "models/eym-mini"
+    for part in (
+        "base/unet/diffusion_pytorch_model.safetensors",
+        "controlnet/config.json",
+        "metrics.json",
+        "README.md",
+    ):
+        assert (release / part).read_bytes() == (shipped / part).read_bytes(), part
+    assert (tiny_mini / "docs/eym-mini-controlnet.png").read_bytes() == (release / "controlnet.png").read_bytes()
+    assert (shipped / "logs/diffusion_runs.tsv").is_file()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "tiny.yaml").write_text(yaml.safe_dump(TINY_MINI))
+    refused = _phase(empty, "ship")
+    assert refused.returncode == 2 and "no complete release to ship" in refused.stderr, refused.stderr[-2000:]
+    assert not (empty / "models").exists()
+
+
 def test_a_phase_stopped_by_its_time_budget_resumes_to_the_same_weights(tiny_mini, tmp_path):
     from safetensors.torch import load_file
 
@@ -179,7 +198,7 @@ def test_raising_the_diffusion_steps_continues_from_the_trained_weights(tiny_min
     assert f"continuing from the {steps} steps" in result.stderr
     state = json.loads((root / "build/eym-mini/diffusion/training.json").read_text())
     assert state["steps"] == steps + 2 and [r["step"] for r in state["log"]] == list(range(1, steps + 3))
-    log = (root / "models/eym-mini/logs/diffusion_loss.tsv").read_text().splitlines()
+    log = (root / "build/eym-mini/logs/diffusion_loss.tsv").read_text().splitlines()
     assert len(log) == 1 + steps + 2  # the earlier run's rows, then the new ones
 
     again = _phase(root, "diffusion")  # the same parameters again: nothing left to train
@@ -217,13 +236,13 @@ def test_training_goes_on_from_an_exported_model_of_the_same_architecture(tiny_m
     layer = _diffusion_root(tiny_mini, root, steps=steps + 2, start_from=str(tiny_mini / "models/eym-mini"))
     result = _phase(root, "diffusion")
     assert result.returncode == 0 and f"going on from the {steps} steps" in result.stderr, result.stderr[-3000:]
-    log = (root / "models/eym-mini/logs/diffusion_loss.tsv").read_text().splitlines()
+    log = (root / "build/eym-mini/logs/diffusion_loss.tsv").read_text().splitlines()
     assert log[0].startswith("step\tloss\tlr\tseconds") and [r.split("\t")[0] for r in log[1:]] == [
         str(i) for i in range(1, steps + 3)
     ]
     lrs = [float(r.split("\t")[2]) for r in log[1:]]
     assert lrs[steps] == lrs[0] > lrs[steps - 1]  # a schedule of its own: warm-up again, not the old cosine's end
-    runs = (root / "models/eym-mini/logs/diffusion_runs.tsv").read_text().splitlines()
+    runs = (root / "build/eym-mini/logs/diffusion_runs.tsv").read_text().splitlines()
     batch = TINY_MINI["eym_mini"]["diffusion"]["batch"]
     assert [r.split("\t")[:3] for r in runs] == [
         ["first_step", "last_step", "batch"],
@@ -233,10 +252,10 @@ def test_training_goes_on_from_an_exported_model_of_the_same_architecture(tiny_m
     assert all("CPU" in r.split("\t")[3] for r in runs[1:])
     unlogged = _phase(root, "export")  # the VAE came without its log: said at once, not after the check
     assert unlogged.returncode == 2 and "vae_loss.tsv: missing" in unlogged.stderr, unlogged.stderr[-2000:]
-    shutil.copy(tiny_mini / "models/eym-mini/logs/vae_loss.tsv", root / "models/eym-mini/logs/vae_loss.tsv")
+    shutil.copy(tiny_mini / "models/eym-mini/logs/vae_loss.tsv", root / "build/eym-mini/logs/vae_loss.tsv")
     exported = _phase(root, "export")
     assert exported.returncode == 0, exported.stderr[-3000:]
-    card = (root / "models/eym-mini/README.md").read_text()
+    card = (root / "build/eym-mini/release/README.md").read_text()
     assert f"| {steps + 2} x {batch} (" in card  # both runs on this CPU at this batch, as one row
 
     shutil.rmtree(root / "build/eym-mini/diffusion")

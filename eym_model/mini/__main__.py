@@ -1,6 +1,7 @@
 """The command line of eym-mini's training phases (DVC runs them: ``dvc repro eym_mini``).
 
     python -m eym_model.mini data|vae|diffusion|export [--params params.yaml] [--max-minutes M]
+    python -m eym_model.mini ship     # the release that export made becomes models/eym-mini
 
 A phase stopped by its time budget saves a checkpoint and exits with status 3; the same command
 continues it.
@@ -22,7 +23,7 @@ from eym.errors import EYMError
 from .training import BudgetReached
 
 log = logging.getLogger("eym")
-PHASES = ("data", "vae", "diffusion", "export")
+PHASES = ("data", "vae", "diffusion", "export", "ship")
 
 
 def run_phase(phase: str, params: dict, root: Path) -> dict:
@@ -38,6 +39,10 @@ def run_phase(phase: str, params: dict, root: Path) -> dict:
         from .diffusion import train
 
         return train(params, root)
+    if phase == "ship":
+        from .ship import ship
+
+        return ship(root)
     from .export import export
 
     return export(params, root)

@@ -8,7 +8,7 @@ detector-like jitter and missing joints. With probability ``controlnet_dropout``
 UNet alone, so that it stays a text-to-image model in its own right (DDIM inversion uses the UNet
 alone). Loss: epsilon-prediction MSE at SD's noise schedule, weighted by min-SNR-gamma.
 Writes ``build/eym-mini/diffusion/{text_encoder,unet,controlnet,tokenizer}``, its
-``training.json`` (steps done, architecture, loss log) and ``models/eym-mini/logs/diffusion_loss.tsv``.
+``training.json`` (steps done, architecture, loss log) and ``build/eym-mini/logs/diffusion_loss.tsv``.
 
 Raising ``eym_mini.diffusion.steps`` and rerunning continues from the weights already in
 ``build/eym-mini/diffusion`` (a DVC ``persist`` output) when they have the same architecture and
@@ -18,7 +18,7 @@ Weights trained as long or longer with other parameters are never thrown away un
 says to raise the steps or delete the folder. ``start_from`` goes on from an exported model
 (``models/eym-mini``) when there is nothing to continue, with a learning-rate schedule of its own:
 how GPU time adds to the shipped weights. Each run's steps, batch, machine and time are kept in
-``training.json: runs`` and ``models/eym-mini/logs/diffusion_runs.tsv`` (the model card lists them).
+``training.json: runs`` and ``build/eym-mini/logs/diffusion_runs.tsv`` (the model card lists them).
 
 Drawing a batch's skeletons (about 40 ms for 128 on one core) is little next to a CPU step but about
 as long as a GPU one: ``draw_workers`` processes draw the batches ahead of the loop. Each batch is a

@@ -1,7 +1,7 @@
 """eym-mini's export phase: the diffusers folders, their evaluation on held-out frames, and the model card.
 
-Writes ``models/eym-mini/base`` (Stable Diffusion 1.5's layout: vae, text_encoder, tokenizer, unet,
-scheduler; weights in fp16) and ``models/eym-mini/controlnet``, then measures what ships, loaded
+Writes ``build/eym-mini/release/base`` (Stable Diffusion 1.5's layout: vae, text_encoder, tokenizer,
+unet, scheduler; weights in fp16) and ``release/controlnet``, then measures what would ship, loaded
 back from those folders:
 
 - the VAE's reconstruction PSNR on every held-out frame;
@@ -11,9 +11,10 @@ back from those folders:
   ``detect_margin`` border), and PCK@0.1 is taken against the conditioning skeleton; the same
   detector on the true held-out frames gives the ceiling, and the same detections against other
   frames' skeletons the chance level;
-- a grid image (skeleton | generated | true frame) for ``docs/``.
+- a grid image (skeleton | generated | true frame), ``release/controlnet.png``.
 
-Writes ``models/eym-mini/metrics.json`` and ``models/eym-mini/README.md`` (the model card).
+Writes ``release/metrics.json`` and ``release/README.md`` (the model card). ``ship`` copies the
+release into ``models/eym-mini`` (and the grid into ``docs/``).
 """
 
 from __future__ import annotations
@@ -32,14 +33,14 @@ from eym.errors import InputError
 from eym.media import write_image
 from eym.skeleton import draw_skeletons, pck
 
-from . import BUILD_DIR, DATA_DIR, LOG_DIR, MODEL_DIR
+from . import BUILD_DIR, DATA_DIR, LOG_DIR, RELEASE_DIR
 from .data import load_set
 from .diffusion import SD_SCHEDULE, TRAINING_STATE, read_tsv
 from .training import resolve_device
 from .vae import psnr, reconstruct, to_tensor
 
 log = logging.getLogger("eym")
-GRID = Path("docs/eym-mini-controlnet.png")
+GRID_IMAGE = "controlnet.png"  # in the release
 
 
 def assemble(root: Path) -> tuple[Path, Path]:
@@ -58,7 +59,7 @@ def assemble(root: Path) -> tuple[Path, Path]:
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    base, controlnet = root / MODEL_DIR / "base", root / MODEL_DIR / "controlnet"
+    base, controlnet = root / RELEASE_DIR / "base", root / RELEASE_DIR / "controlnet"
     with atomic_path(base) as tmp:
         pipe.to(torch.float16).save_pretrained(tmp)
     with atomic_path(controlnet) as tmp:
@@ -168,7 +169,8 @@ def export(params: dict, root: Path = Path(".")) -> dict:
     shipped = load_base_model(str(base), torch.float32, device)
     vae_psnr = psnr(reconstruct(shipped.vae, to_tensor(heldout.frames), device, "fp32"), to_tensor(heldout.frames))
     check = controlnet_pose_check(base, controlnet, heldout, p, device)
-    write_image(root / GRID, grid_image(check["skeletons"], check["generated"], np.asarray(heldout.frames)))
+    grid = grid_image(check["skeletons"], check["generated"], np.asarray(heldout.frames))
+    write_image(root / RELEASE_DIR / GRID_IMAGE, grid)
     seen = check["pck_person_found"]
     metrics = {
         "vae_heldout_psnr": round(vae_psnr, 3),
@@ -181,10 +183,10 @@ def export(params: dict, root: Path = Path(".")) -> dict:
         "controlnet_eval_frames": check["frames"],
         "parameters": parameter_counts(shipped, controlnet),
         "train_seconds": seconds,
-        "weights_mb": round(sum(f.stat().st_size for f in (root / MODEL_DIR).rglob("*.safetensors")) / 2**20, 1),
+        "weights_mb": round(sum(f.stat().st_size for f in (root / RELEASE_DIR).rglob("*.safetensors")) / 2**20, 1),
     }
-    write_json(root / MODEL_DIR / "metrics.json", metrics)
-    write_text(root / MODEL_DIR / "README.md", model_card(params, metrics, root))
+    write_json(root / RELEASE_DIR / "metrics.json", metrics)
+    write_text(root / RELEASE_DIR / "README.md", model_card(params, metrics, root))
     log.info("eym-mini: %s", json.dumps(metrics))
     return metrics
 

@@ -4,7 +4,7 @@ trained on puppet frames with an L1 + MSE reconstruction loss and SD's tiny KL w
 It has no attention in its middle block, so it is purely convolutional. Some frames are shown with
 their background masked to black, as stage-1 tuning shows them. At the end, the latent scaling
 factor is set to 1 / (std of the latents), as Stable Diffusion's 0.18215 was.
-Writes ``build/eym-mini/vae/`` (``save_pretrained``) and ``models/eym-mini/logs/vae_loss.tsv``.
+Writes ``build/eym-mini/vae/`` (``save_pretrained``) and ``build/eym-mini/logs/vae_loss.tsv``.
 """
 
 from __future__ import annotations
