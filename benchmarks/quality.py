@@ -323,6 +323,7 @@ def main() -> None:
             image_source_every=0,
             workers=2,
             references_per_source=args.references,
+            prefix="puppet",  # the protocol's edit ids (puppet-000-r0--full, ...) in its own data/quality/cases
         )
     protocol_manifest(
         inputs / "manifest.yaml", manifest, args.steps, names, grid, args.grid_cases, args.sources, args.references

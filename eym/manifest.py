@@ -145,15 +145,16 @@ def parse_row(row, base_dir: Path, where: str) -> Case:
     )
 
 
-def map_path_params(params: dict, fn) -> dict:
-    """A copy of ``params`` with ``fn`` applied to every relative (./ or ../) path parameter."""
+def map_path_params(params: dict, fn, relative_only: bool = True) -> dict:
+    """A copy of ``params`` with ``fn`` applied to every relative (./ or ../) path parameter (to every
+    path parameter given as text, with ``relative_only=False``)."""
     import copy
 
     out = copy.deepcopy(params)
     for dotted in PATH_PARAMS:
         section, key = dotted.split(".")
         value = out.get(section, {}).get(key) if isinstance(out.get(section), dict) else None
-        if isinstance(value, str) and value.startswith(("./", "../")):
+        if isinstance(value, str) and (value.startswith(("./", "../")) or not relative_only):
             out[section][key] = fn(value)
     return out
 

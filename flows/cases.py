@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 
 from eym.atomic import write_text
+from eym.errors import InputError
 from eym.manifest import Case, read_manifest
 from eym.parameters import read_layer
 
@@ -173,12 +174,19 @@ EDIT_STAGE_NAMES = tuple(s.name for s in EDIT_STAGES)
 STAGE_NAMES = SOURCE_STAGE_NAMES + EDIT_STAGE_NAMES  # the order a case's stages run in
 
 
-def _dotted(tree: dict, prefix: str = "") -> list[str]:
-    keys = []
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        keys.extend(_dotted(value, name + ".") if isinstance(value, dict) and value else [name])
-    return keys
+PARAMS_HEADER = (
+    "# This folder's parameters: they override the repository's params.yaml for its stages. Edit any\n"
+    "# key (keep every section, empty as {}): `dvc repro` or `eym-edit case` reruns the stages that read\n"
+    "# it. `eym-edit run` and `eym-edit batch` rewrite this file from the manifest row.\n"
+)
+
+
+def own_params(stages: tuple[StageSpec, ...], overrides: dict) -> dict:
+    """A folder's ``params.yaml``: the overrides, with every section its stages read present (empty if
+    not overridden), so that DVC tracks each of those sections whole, including keys added by hand."""
+    sections = dict.fromkeys(section for spec in stages for section in spec.sections)
+    prompt = {"prompt": overrides.get("prompt", "")} if any(spec.uses_prompt for spec in stages) else {}
+    return {**prompt, **{s: {} for s in sections}, **overrides}
 
 
 def pipeline_dvc_yaml(
@@ -192,7 +200,6 @@ def pipeline_dvc_yaml(
 ) -> dict:
     """The ``dvc.yaml`` of one source or edit folder (a dict): paths relative to the folder."""
     root = os.path.relpath(repo, folder)
-    override_keys = _dotted(overrides)
 
     def rel(path: Path) -> str:
         return os.path.relpath(path, folder)
@@ -212,12 +219,8 @@ def pipeline_dvc_yaml(
         deps += [rel(prepared_folder / dep) for dep in spec.prepared_inputs] + list(spec.inputs)
         if spec.loads_model:
             deps += weights
-        params = [{f"{root}/params.yaml": list(spec.sections)}]
-        own_keys = [
-            k for k in override_keys if k.split(".")[0] in spec.sections or (spec.uses_prompt and k == "prompt")
-        ]
-        if own_keys:
-            params.append({"params.yaml": own_keys})
+        own = ["prompt"] * spec.uses_prompt + list(spec.sections)  # whole sections: any key edited reruns it
+        params = [{f"{root}/params.yaml": list(spec.sections)}, {"params.yaml": own}]
         stage = {
             "cmd": f"python -m stages.{spec.module or spec.name} . --params {root}/params.yaml --params params.yaml",
             "deps": deps,
@@ -288,7 +291,7 @@ def _write_source_folder(folder: Path, case: Case, stages: tuple[StageSpec, ...]
     _write_if_changed(
         folder / "case.yaml", yaml.safe_dump({"id": folder.name, "source": os.path.relpath(case.source, folder)})
     )
-    _write_if_changed(folder / "params.yaml", yaml.safe_dump(overrides, sort_keys=False, width=120))
+    _write_params(folder, stages, overrides)
     spec = pipeline_dvc_yaml(folder, stages, {"source": case.source}, overrides, repo=repo)
     _write_if_changed(folder / "dvc.yaml", HEADER + yaml.safe_dump(spec, sort_keys=False, width=120))
     return folder
@@ -313,9 +316,10 @@ def create_prepared(case: Case, cases_root: Path, repo: Path = REPO) -> Path:
 def create_case(case: Case, cases_root: Path, repo: Path = REPO) -> Path:
     """Write (or refresh) the edit folder of a manifest row, its source and its prepared source; returns the
     edit folder."""
+    folder = Path(cases_root).resolve() / case.id
+    check_id_is_free(folder, case)
     source = create_source(case, cases_root, repo)
     prepared = create_prepared(case, cases_root, repo)
-    folder = Path(cases_root).resolve() / case.id
     folder.mkdir(parents=True, exist_ok=True)
     inputs = {"reference": case.reference, "ground_truth": case.ground_truth}
     info = {
@@ -327,10 +331,27 @@ def create_case(case: Case, cases_root: Path, repo: Path = REPO) -> Path:
     }
     overrides = {"prompt": case.prompt, **case.params}  # path parameters arrive absolute from the manifest
     _write_if_changed(folder / "case.yaml", yaml.safe_dump(info, sort_keys=False))
-    _write_if_changed(folder / "params.yaml", yaml.safe_dump(overrides, sort_keys=False, width=120))
+    _write_params(folder, EDIT_STAGES, overrides)
     spec = pipeline_dvc_yaml(folder, EDIT_STAGES, inputs, overrides, source, repo, prepared)
     _write_if_changed(folder / "dvc.yaml", HEADER + yaml.safe_dump(spec, sort_keys=False, width=120))
     return folder
+
+
+def check_id_is_free(folder: Path, case: Case) -> None:
+    """An edit folder made for another source or reference is never taken over silently (two
+    manifests, or two benchmarks, that use the same id in one workspace): an error says so."""
+    info_file = folder / "case.yaml"
+    info = (yaml.safe_load(info_file.read_text()) or {}) if info_file.is_file() else {}
+    theirs = {"reference": info.get("reference")}
+    source_info = folder / str(info.get("source_dir", "")) / "case.yaml"
+    if info.get("source_dir") and source_info.is_file():
+        theirs["source"] = os.path.join(info["source_dir"], yaml.safe_load(source_info.read_text())["source"])
+    for name, rel in theirs.items():
+        if rel and (folder / rel).resolve() != Path(getattr(case, name)).resolve():
+            raise InputError(
+                f"case id {case.id!r}: {folder} already holds an edit of another {name} ({(folder / rel).resolve()}); "
+                "give this case another id, or delete that folder to replace it"
+            )
 
 
 RETARGETING_STAGE_NAMES = ("reference", "reference_pose", "offset")
@@ -346,10 +367,24 @@ def retargeting_key(edit: Path) -> str:
     return json.dumps([[stages[s.name] for s in specs], sections], sort_keys=True, default=str)
 
 
+def _write_params(folder: Path, stages: tuple[StageSpec, ...], overrides: dict) -> None:
+    text = yaml.safe_dump(own_params(stages, overrides), sort_keys=False, width=120)
+    _write_if_changed(folder / "params.yaml", PARAMS_HEADER + text)
+
+
 def _write_if_changed(path: Path, text: str) -> None:
     if not path.is_file() or path.read_text() != text:
         write_text(path, text)
 
 
-def create_cases(manifest: str | Path, cases_root: str | Path, repo: Path = REPO) -> list[Path]:
-    return [create_case(case, Path(cases_root), repo) for case in read_manifest(manifest)]
+def create_cases(
+    manifest: str | Path, cases_root: str | Path, repo: Path = REPO, overrides: dict | None = None
+) -> list[Path]:
+    """The edit folders (and their sources) of every manifest row; ``overrides`` (e.g. a batch's --set)
+    go on top of each row's own parameters."""
+    from dataclasses import replace
+
+    from eym.parameters import deep_merge
+
+    cases = [replace(c, params=deep_merge(c.params, overrides or {})) for c in read_manifest(manifest)]
+    return [create_case(case, Path(cases_root), repo) for case in cases]

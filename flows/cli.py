@@ -86,9 +86,15 @@ def overrides_from(args) -> dict:
 
 
 def _absolute(params: dict) -> dict:
-    from eym.manifest import resolve_path_params
+    """Path parameters of the command line made absolute: ./ and ../ values, and any other value that
+    names an existing file or folder from here (``--base-model models/sd15``): the stages run elsewhere."""
+    from eym.manifest import map_path_params, resolve_path_params
 
-    return resolve_path_params(params, Path.cwd())
+    def here(value: str) -> str:
+        path = Path(value).expanduser()
+        return str(path.resolve()) if not path.is_absolute() and path.exists() else value
+
+    return map_path_params(resolve_path_params(params, Path.cwd()), here, relative_only=False)
 
 
 def add_to_manifest(manifest: Path, row: dict) -> None:
@@ -116,11 +122,13 @@ def print_outputs(case_dir: Path) -> None:
         print(f"  {label:<13} {path}{'' if path.exists() else '  (missing)'}")
 
 
-def create_cases_from(args) -> list[Path]:
-    """The edit folders (and manifest rows) for --source, each --reference and the parameter options."""
+def create_cases_from(args) -> tuple[list[Path], str | None]:
+    """The edit folders (and manifest rows) for --source, each --reference and the parameter options,
+    and a note when the base model does not know the source's world (eym-mini on real footage)."""
     from eym.errors import InputError
     from eym.manifest import parse_row
     from eym.parameters import read_layer
+    from eym_model.loading import domain_warning
     from flows.cases import create_case
     from flows.pipeline import repo_root
     from flows.preflight import preflight
@@ -153,14 +161,14 @@ def create_cases_from(args) -> list[Path]:
         cases.append(parse_row(row, manifest.parent, "eym-edit"))  # a bad row never reaches the manifest
         rows.append(row)
     repo_params = workspace / "params.yaml"
-    preflight([(str(repo_params), read_layer(repo_params)), *layers], models=args.command != "preview")
+    merged = preflight([(str(repo_params), read_layer(repo_params)), *layers], models=args.command != "preview")
     manifest.parent.mkdir(parents=True, exist_ok=True)
     folders = []
     for row, case in zip(rows, cases):
+        folders.append(create_case(case, workspace / args.cases_root, workspace))  # refuses an id taken
         add_to_manifest(manifest, row)
-        folders.append(create_case(case, workspace / args.cases_root, workspace))
         print(f"case {case.id}: {folders[-1]} (manifest row in {manifest})")
-    return folders
+    return folders, domain_warning(str(merged["model"]["base"]), source)
 
 
 def _fail(exc) -> int:
@@ -172,9 +180,11 @@ def cmd_run(args) -> int:
     from eym.errors import EYMError
 
     try:
-        case_dirs = create_cases_from(args)
+        case_dirs, note = create_cases_from(args)
     except EYMError as exc:
         return _fail(exc)
+    if note:
+        print(f"eym-edit: note: {note}", file=sys.stderr)
     return _run_cases(case_dirs, args)
 
 
@@ -190,7 +200,7 @@ def cmd_preview(args) -> int:
     from stages.common import read_case
 
     try:
-        case_dirs = create_cases_from(args)
+        case_dirs, note = create_cases_from(args)
     except EYMError as exc:
         return _fail(exc)
     steps = [(read_case(case_dirs[0]).prepared_dir, stage) for stage in SOURCE_PREVIEW]
@@ -213,28 +223,32 @@ def cmd_preview(args) -> int:
             return 1
         if code != 0:
             failed_offsets[folder] = stage_error(stage, lines)
-    good = [preview_verdict(case, failed_offsets.get(case)) for case in case_dirs]
+    good = [preview_verdict(case, failed_offsets.get(case), note) for case in case_dirs]
     return 0 if all(good) else 1
 
 
-def preview_verdict(case_dir: Path, failure: str | None) -> bool:
-    """Print an edit's preview image, folder and retargeting verdict; True when it is good."""
+def preview_verdict(case_dir: Path, failure: str | None, note: str | None = None) -> bool:
+    """Print an edit's preview image, folder and retargeting verdict (with its warnings, and a note on
+    the model); True when it is good."""
     import json
 
     meta_file = case_dir / "offset" / "meta.json"
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {"verdict": "bad", "problems": [failure]}
     print(f"\npreview: {case_dir / 'offset' / 'preview.png'}\ncase folder: {case_dir}")
-    if meta["verdict"] == "good" and not failure:
+    good = meta["verdict"] == "good" and not failure
+    if good:
         print(
             f"verdict: good ({meta['retarget']} retargeting, scale {meta['scale']:.3f} from "
             f"{', '.join(meta['segments'])}; anchor {meta['anchor']}; {meta['inside_fraction']:.0%} of the joints "
             f"inside the frame)"
         )
-        return True
-    print("verdict: bad")
-    for problem in meta.get("problems") or [failure]:
+    else:
+        print("verdict: bad")
+    for problem in meta.get("problems") or ([] if good else [failure]):
         print(f"  - {problem}")
-    return False
+    for warning in [*meta.get("warnings", []), *([note] if note else [])]:
+        print(f"  warning: {warning}")
+    return good
 
 
 def _run_cases(case_dirs: list[Path], args) -> int:
@@ -311,13 +325,18 @@ def cmd_case(args) -> int:
 
 def cmd_batch(args) -> int:
     from eym.errors import EYMError
+    from flows.cases import create_cases
     from flows.pipeline import edit_batch, repo_root, with_runner
     from flows.preflight import check_manifest
     from flows.runtime import case_locks, prefect_api, run_supervised
 
     try:  # bad rows, parameters and weights and a missing workspace are reported before any flow starts
         workspace = repo_root(Path(args.cases_root).resolve().parent)
-        cases = check_manifest(args.manifest, workspace / "params.yaml")
+        layers = [(name, _absolute(values)) for name, values in override_layers(args)]
+        overrides = _absolute(overrides_from(args))
+        check_manifest(args.manifest, workspace / "params.yaml", layers)
+        # the folders exist before they are locked (the locks read each case's source folders)
+        case_dirs = create_cases(args.manifest, Path(args.cases_root).resolve(), workspace, overrides)
     except EYMError as exc:
         return _fail(exc)
 
@@ -332,9 +351,9 @@ def cmd_batch(args) -> int:
                 args.retries,
                 args.gpus,
                 gpu_resource=bool(args.dask_address),
+                overrides=overrides,
             )
 
-    case_dirs = [Path(args.cases_root).resolve() / case.id for case in cases]
     try:
         with case_locks(case_dirs):
             rows = run_supervised(flow)
@@ -389,19 +408,6 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--pose-backend", choices=["mediapipe", "openpose", "dwpose"], help="default: mediapipe")
         p.add_argument("--annotator", help="OpenPose annotator weights: hub id or folder")
         p.add_argument("--segmentation-backend", choices=["mediapipe", "rembg"], help="default: mediapipe")
-        p.add_argument(
-            "--params",
-            action="append",
-            type=Path,
-            metavar="FILE",
-            help="YAML file of parameter overrides (paths starting ./ or ../ are relative to it)",
-        )
-        p.add_argument(
-            "--set",
-            action="append",
-            metavar="KEY=VALUE",
-            help="override a parameter, e.g. --set stage1.steps=200 --set sampling.guidance_scale=7.5",
-        )
         p.add_argument("--manifest", type=Path, help="manifest to add the case to (default: data/manifest.yaml)")
         p.add_argument("--cases-root", default="data/cases", help="where case folders go (default data/cases)")
         p.add_argument("--workspace", type=Path, default=Path.cwd(), help="the DVC workspace (default: here)")
@@ -432,6 +438,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=2)
     serve.set_defaults(func=cmd_serve)
 
+    for p in (run, preview, batch):
+        p.add_argument(
+            "--params",
+            action="append",
+            type=Path,
+            metavar="FILE",
+            help="YAML file of parameter overrides (paths starting ./ or ../ are relative to it)"
+            + ("; on top of every manifest row's own" if p is batch else ""),
+        )
+        p.add_argument(
+            "--set",
+            action="append",
+            metavar="KEY=VALUE",
+            help="override a parameter, e.g. --set stage1.steps=200 --set sampling.guidance_scale=7.5",
+        )
     for p in (run, case, batch):
         p.add_argument("--retries", type=int, default=0, help="retries of a failed stage (default 0)")
         p.add_argument("--gpus", type=int, default=1, help="GPU stages that may run at once (default 1)")

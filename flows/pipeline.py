@@ -46,9 +46,11 @@ class StageOutcome:
 
 def repo_root(path: Path) -> Path:
     """The DVC workspace holding ``path`` (the nearest folder above it with a .dvc folder)."""
-    for parent in [Path(path).resolve(), *Path(path).resolve().parents]:
-        if (parent / ".dvc").is_dir():
-            return parent
+    from eym.workspace import find_workspace
+
+    workspace = find_workspace(path)
+    if workspace is not None:
+        return workspace
     raise InputError(
         f"{path} is not inside a DVC workspace (no .dvc folder above it): run inside the project "
         f"repository, or `dvc init` the folder that holds your cases"
@@ -399,8 +401,10 @@ def edit_batch(
     retries: int = 0,
     gpu_slots: int = 1,
     gpu_resource: bool = False,
+    overrides: dict | None = None,
 ) -> list[dict]:
     """Create the manifest's source and edit folders and run them; a failed case does not stop the others.
+    ``overrides``: parameters applied on top of every row's own (the command line's --params and --set).
 
     Each source is prepared, tuned and inverted once, its edits after it; sources run concurrently
     (the task runner's workers). Ends with a summary table (Prefect artifact) and, when
@@ -411,8 +415,8 @@ def edit_batch(
     logger = get_run_logger()
     set_gpu_slots(gpu_slots)
     workspace = repo_root(Path(cases_root).resolve().parent)
-    check_manifest(Path(manifest), workspace / "params.yaml")
-    cases = create_cases(manifest, Path(cases_root).resolve(), workspace)
+    check_manifest(Path(manifest), workspace / "params.yaml", [("the batch's overrides", overrides or {})])
+    cases = create_cases(manifest, Path(cases_root).resolve(), workspace, overrides)
     sources = len(_group_by_source(cases))
     logger.info("batch of %d edits of %d sources from %s", len(cases), sources, manifest)
     rows = run_sources(cases, retries, gpu_resource)

@@ -84,8 +84,9 @@ def preflight(layers: list[tuple[str, dict]], weights: bool = True, models: bool
     return params
 
 
-def check_manifest(manifest: Path, repo_params: Path) -> list:
-    """Every row of a manifest, its parameters and the weights they name checked; returns the cases."""
+def check_manifest(manifest: Path, repo_params: Path, layers: list[tuple[str, dict]] = ()) -> list:
+    """Every row of a manifest, its parameters (with the command line's ``layers`` on top) and the
+    weights they name checked; returns the cases."""
     from eym.manifest import read_manifest
     from eym.parameters import read_layer
 
@@ -94,6 +95,7 @@ def check_manifest(manifest: Path, repo_params: Path) -> list:
     seen = set()
     for number, case in enumerate(cases, start=1):
         key = repr(sorted(case.params.items()))
-        preflight([base, (f"{manifest}: row {number} (id {case.id!r})", case.params)], weights=key not in seen)
+        row = (f"{manifest}: row {number} (id {case.id!r})", case.params)
+        preflight([base, row, *layers], weights=key not in seen)
         seen.add(key)
     return cases

@@ -44,7 +44,7 @@ def make_workspace(
 
     root = Path(root)
     subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=root, check=True)
-    for name in ("stages", "eym", "eym_model", "flows"):
+    for name in ("stages", "eym", "eym_model", "flows", "configs"):
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "params.yaml", root / "params.yaml")
     if models:

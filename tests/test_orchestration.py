@@ -172,6 +172,15 @@ def test_batch_records_a_failed_case_and_goes_on(workspace, prefect_harness, bro
     ).click()  # sorting works without errors
     assert errors == []
 
+    import shutil  # the report is a folder of its own: copied elsewhere, its grid still shows every edit
+
+    moved = shutil.copytree(report, workspace.parent / "moved-report")
+    page, errors = open_page(browser, moved / "report.html")
+    page.wait_for_function("[...document.images].every(i => i.complete)")
+    assert page.evaluate("[...document.querySelectorAll('.grid img')].map(i => i.naturalWidth > 0)") == [True] * 3
+    links = page.evaluate("[...document.querySelectorAll('#cases a')].map(a => a.getAttribute('href'))")
+    assert all(h.startswith("../../data/cases/") for h in links), links  # relative inside the workspace
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -199,10 +208,19 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+@pytest.mark.documents(
+    "prefect server start",
+    "export PREFECT_API_URL=http://127.0.0.1:4200/api",
+    "eym-edit serve",
+    "prefect deployment run 'edit-case/local' --param case_dir=$PWD/data/cases/<id>",
+    "prefect deployment run 'edit-batch/local' --param manifest=$PWD/data/benchmark/manifest.yaml "
+    "--param cases_root=$PWD/data/cases --param report_dir=$PWD/reports/benchmark",
+)
 def test_deployment_runs_against_a_local_server(workspace, tmp_path):
     import urllib.request
 
-    create_cases(manifest(workspace, "deploy", {"a": "p0"}), workspace / "data" / "cases", workspace)
+    deploy = manifest(workspace, "deploy", {"a": "p0"})
+    create_cases(deploy, workspace / "data" / "cases", workspace)
     port = _free_port()
     env = dict(
         os.environ,
@@ -230,7 +248,7 @@ def test_deployment_runs_against_a_local_server(workspace, tmp_path):
 
         _wait_for(healthy, 120, "the Prefect server")
         served = subprocess.Popen(
-            [sys.executable, "-m", "flows.serve"],
+            [str(Path(sys.executable).parent / "eym-edit"), "serve"],
             cwd=workspace,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -262,16 +280,33 @@ def test_deployment_runs_against_a_local_server(workspace, tmp_path):
         )
         assert run.returncode == 0, run.stdout + run.stderr
         assert "Completed" in run.stdout
+        batch = subprocess.run(
+            prefect
+            + ["deployment", "run", "edit-batch/local", "--param", f"manifest={deploy}"]
+            + ["--param", f"cases_root={workspace / 'data' / 'cases'}"]
+            + ["--param", f"report_dir={workspace / 'reports' / 'deployed'}", "--watch", "--watch-timeout", "300"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=400,
+        )
+        assert batch.returncode == 0 and "Completed" in batch.stdout, batch.stdout + batch.stderr
+        assert (workspace / "reports" / "deployed" / "report.html").is_file()
     finally:
         for proc in (served, server):
             if proc is not None:
                 _stop(proc)
 
 
+@pytest.mark.documents(
+    "dask scheduler",
+    "dask worker tcp://head:8786 --nthreads 1",
+    "dask worker tcp://head:8786 --nthreads 1 --resources GPU=1",
+    "eym-edit batch data/benchmark/manifest.yaml --dask-address tcp://head:8786 --report reports/benchmark",
+)
 def test_dask_runner_sends_gpu_stages_to_gpu_workers(workspace, prefect_harness):
+    import pyarrow.parquet as pq
     from prefect.settings import PREFECT_API_URL
-
-    from flows.pipeline import edit_batch, with_runner
 
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
@@ -314,30 +349,45 @@ def test_dask_runner_sends_gpu_stages_to_gpu_workers(workspace, prefect_harness)
         with Client(address, timeout=60) as client:
             client.wait_for_workers(2, timeout=120)
         path = manifest(workspace, "dask", {"a": "p0", "b": "p1"})
-        rows = with_runner(edit_batch, dask_address=address)(
-            str(path), str(workspace / "data" / "cases"), gpu_resource=True
+        batch = subprocess.run(
+            [str(Path(sys.executable).parent / "eym-edit"), "batch", str(path), "--dask-address", address]
+            + ["--report", "reports/dask"],
+            cwd=workspace,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
         )
-        assert [r["status"] for r in rows] == ["ok", "ok"]
-        for row in rows:
+        assert batch.returncode == 0 and "2 of 2 cases finished" in batch.stdout, batch.stdout + batch.stderr
+        for row in pq.read_table(workspace / "reports" / "dask" / "metrics.parquet").to_pylist():
+            workers = dict(row["workers"])
             gpu = ("source stage1", "source stage2", "source invert", "sample")
-            assert {row["workers"][s] for s in gpu} == {"gpu-worker"}
-            assert set(row["workers"].values()) <= {"cpu-worker", "gpu-worker"}
+            assert {workers[s] for s in gpu} == {"gpu-worker"}
+            assert set(workers.values()) <= {"cpu-worker", "gpu-worker"}
     finally:
         for proc in reversed(procs):
             _stop(proc)
 
 
+@pytest.mark.documents(
+    'eym-edit run --source me.mp4 --reference dance.mp4 --reference jump.mp4 --source-prompt "a man in a red shirt '
+    'walking" --prompt "a man in a red shirt dancing" --params configs/sd15.yaml --base-model '
+    "/models/stable-diffusion-v1-5 --controlnet /models/sd-controlnet-openpose"
+)
 def test_eym_edit_runs_one_source_with_several_references_and_reuses_it_later(workspace, tmp_path):
     """A still image as the source, two references in one run (one tuning), then a third reference
-    with its ground truth and a --set later: the source is reused as it was tuned."""
+    with its ground truth and a --set later: the source is reused as it was tuned. The README's command
+    line (SD 1.5's configuration and weight options), made small by a layer of tiny settings after it."""
     (workspace / "inputs" / "tiny.yaml").write_text(yaml.safe_dump(TINY))
     env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"))
     env.pop("PREFECT_API_URL", None)
+    weights = ["--base-model", "models/base", "--controlnet", "models/controlnet"]  # relative: made absolute
 
     def eym_edit(*args):
         return subprocess.run(
             [sys.executable, "-m", "flows.cli", "run", "--source", "inputs/p4/source.png", *args]
-            + ["--params", "inputs/tiny.yaml", "--source-prompt", "a person", "--prompt", "a person moving"],
+            + ["--source-prompt", "a person", "--prompt", "a person moving"]
+            + ["--params", "configs/sd15.yaml", *weights, "--params", "inputs/tiny.yaml"],
             cwd=workspace,
             env=env,
             capture_output=True,
@@ -364,8 +414,115 @@ def test_eym_edit_runs_one_source_with_several_references_and_reuses_it_later(wo
     assert json.loads((case / "eval" / "metrics.json").read_text())["psnr"] is not None  # the ground truth is used
     row = yaml.safe_load((workspace / "data" / "manifest.yaml").read_text())["cases"][-1]
     assert row["id"] == "mine" and row["params"]["sampling"]["conditioning_scale"] == 0.5
-    assert row["params"]["model"]["base"] == str(workspace / "models" / "base")  # --params paths resolved
+    assert row["params"]["model"]["base"] == str(workspace / "models" / "base")  # paths resolved
+    assert row["params"]["stage1"]["lr"] == 3.0e-5  # configs/sd15.yaml, under the tiny layer
     from stages.common import source_dir
 
     assert (case / "dvc.yaml").is_file() and (source_dir(case) / "dvc.yaml").is_file()
     assert yaml.safe_load((source_dir(case) / "case.yaml").read_text())["source"].endswith("source.png")
+
+
+def stale_stages(workspace: Path, case: str) -> set[str]:
+    """The stages of an edit's pipeline and its sources that ``dvc status --with-deps`` finds changed:
+    "<stage>" for the edit's, "source/<stage>" and "prepared/<stage>" for its sources' (DVC's Python API)."""
+    from dvc.repo import Repo
+
+    with Repo(str(workspace)) as repo:
+        status = repo.status(targets=[str(workspace / "data" / "cases" / case / "dvc.yaml")], with_deps=True)
+    labels = set()
+    for name in status:
+        path, stage = name.rsplit(":", 1)
+        kind = "" if "data/cases/" in path else "prepared/" if "-prepared-" in path else "source/"
+        labels.add(kind + stage)
+    return labels
+
+
+def _other(value):
+    """A value of the same kind that differs (DVC only compares; no stage runs with it)."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    return f"{value}-edited" if isinstance(value, str) else 1
+
+
+def test_a_hand_edit_of_any_key_a_stage_reads_makes_exactly_the_stages_that_read_it_stale(workspace):
+    """Every section each stage reads, edited by hand in the edit's, the source's or the prepared
+    source's params.yaml (a key the file did not set before), makes exactly those stages stale."""
+    from flows.cases import EDIT_STAGES, PREPARATION_STAGES, SOURCE_STAGES
+    from stages.common import read_case
+
+    (case,) = create_cases(manifest(workspace, "keys", {"k": "p0"}), workspace / "data" / "cases", workspace)
+    dvc_repro(workspace, "k")
+    assert stale_stages(workspace, "k") == set()
+    info = read_case(case)
+    defaults = yaml.safe_load((workspace / "params.yaml").read_text())
+    folders = {"": (case, EDIT_STAGES), "source/": (info.source_dir, SOURCE_STAGES)}
+    folders["prepared/"] = (info.prepared_dir, PREPARATION_STAGES)
+    for label, (folder, stages) in folders.items():
+        original = (folder / "params.yaml").read_text()
+        readers = {section: [] for spec in stages for section in (*spec.sections, "prompt")}
+        for spec in stages:
+            for section in (*spec.sections, "prompt") if spec.uses_prompt else spec.sections:
+                readers[section].append(label + spec.name)
+        for section, expected in readers.items():
+            if not expected:
+                continue
+            params = yaml.safe_load(original)
+            if section == "prompt":
+                params["prompt"] += " edited"
+            else:
+                key = next(k for k, v in defaults[section].items() if not isinstance(v, (dict, list)))
+                params[section][key] = _other(params[section].get(key, defaults[section][key]))
+            (folder / "params.yaml").write_text(yaml.safe_dump(params))
+            try:
+                assert stale_stages(workspace, "k") == set(expected), (label, section)
+            finally:
+                (folder / "params.yaml").write_text(original)
+    assert stale_stages(workspace, "k") == set()
+
+
+@pytest.mark.documents(
+    "eym-puppet benchmark --out data/benchmark --cases 80",
+    "eym-puppet benchmark --out data/benchmark --cases 80 --references-per-source 4",
+    "eym-edit batch data/benchmark/manifest.yaml --report reports/benchmark --workers 2",
+)
+def test_puppet_benchmark_then_eym_edit_batch_with_set_finishes_every_new_case(workspace, tmp_path):
+    """The README's benchmark workflow on a new manifest: `eym-puppet benchmark` writes the cases,
+    `eym-edit batch --params --set` creates, locks and runs them (ids named after the folder)."""
+    import pyarrow.parquet as pq
+
+    (workspace / "inputs" / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"))
+    env.pop("PREFECT_API_URL", None)
+
+    def command(program, *args, timeout=900):
+        """``program`` (a console script of the environment, or python) with ``args``, in the workspace."""
+        exe = sys.executable if program == "python" else str(Path(sys.executable).parent / program)
+        out = subprocess.run([exe, *args], cwd=workspace, env=env, capture_output=True, text=True, timeout=timeout)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        return out.stdout
+
+    command(
+        *("eym-puppet", "benchmark", "--out", "data/bench", "--cases", "2", "--references-per-source", "2"),
+        *("--size", "128", "--frames", "16"),
+    )
+    out = command(
+        *("eym-edit", "batch", "data/bench/manifest.yaml", "--report", "reports/bench", "--workers", "2"),
+        *("--params", "inputs/tiny.yaml", "--set", "sampling.eta=0.5"),
+    )
+    assert "2 of 2 cases finished" in out, out[-3000:]
+    ids = ["bench-000-r0", "bench-000-r1"]
+    for case in ids:
+        params = yaml.safe_load((workspace / "data" / "cases" / case / "params.yaml").read_text())
+        assert params["sampling"]["eta"] == 0.5 and params["stage1"]["steps"] == TINY["stage1"]["steps"]
+        assert (workspace / "data" / "cases" / case / "eval" / "metrics.json").is_file()
+    table = pq.read_table(workspace / "reports" / "bench" / "metrics.parquet").to_pylist()
+    assert {r["case"]: r["status"] for r in table} == dict.fromkeys(ids, "ok")
+    outside = tmp_path / "report"  # a report written outside the workspace links each case by its absolute URI
+    command(
+        "python", "-m", "stages.aggregate", "data/bench/manifest.yaml", "--cases", "data/cases", "--out", str(outside)
+    )
+    page = (outside / "report.html").read_text()
+    assert f"href='{(workspace / 'data/cases/bench-000-r0/eval/report.html').as_uri()}'" in page
+    assert all((outside / "edits" / f"{case}.gif").is_file() for case in ids)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -115,6 +116,23 @@ def test_mediapipe_sees_the_puppets(tmp_path):
         assert iou.mean() >= 0.7
 
 
+@pytest.mark.documents(
+    "eym-puppet case --out /tmp/case --seed 3 --size 512 --frames 24",
+    "eym-puppet case --out /tmp/child --seed 4 --reference-body child --source-view upper_body",
+)
+def test_case_command_writes_a_case_and_draws_other_bodies_and_views(tmp_path):
+    eym_puppet = str(Path(sys.executable).parent / "eym-puppet")
+    small = ["--size", "64", "--frames", "4"]
+    subprocess.run([eym_puppet, "case", "--out", str(tmp_path / "case"), "--seed", "3", *small], check=True)
+    child = ["--reference-body", "child", "--source-view", "upper_body"]
+    subprocess.run([eym_puppet, "case", "--out", str(tmp_path / "child"), "--seed", "4", *child, *small], check=True)
+    for name in ("case", "child"):
+        for rel in ("source.mp4", "source.png", "reference.mp4", "gt/edit.mp4", KEYPOINTS["edit"], "case.json"):
+            assert (tmp_path / name / rel).is_file(), (name, rel)
+    info = json.loads((tmp_path / "child" / "case.json").read_text())
+    assert info["reference"]["body_type"] == "child" and info["source_view"] == "upper_body"
+
+
 def test_benchmark_command_writes_cases_and_manifest(tmp_path):
     out = tmp_path / "bench"
     subprocess.run(
@@ -139,7 +157,7 @@ def test_benchmark_command_writes_cases_and_manifest(tmp_path):
         check=True,
     )
     cases = read_manifest(out / "manifest.yaml")
-    assert [c.id for c in cases] == ["puppet-000", "puppet-001", "puppet-002"]
+    assert [c.id for c in cases] == ["bench-000", "bench-001", "bench-002"]  # ids named after the folder
     assert [c.source_is_image for c in cases] == [False, False, True]
     assert all(c.ground_truth and c.ground_truth.is_file() and c.prompt for c in cases)
     assert len({c.prompt for c in cases}) == 3
@@ -148,7 +166,9 @@ def test_benchmark_command_writes_cases_and_manifest(tmp_path):
 def test_benchmark_pairs_every_source_with_several_references(tmp_path):
     from eym.puppet.benchmark import make_benchmark
 
-    manifest = make_benchmark(tmp_path / "bench", 6, size=64, num_frames=4, progress=False, references_per_source=3)
+    manifest = make_benchmark(
+        tmp_path / "bench", 6, size=64, num_frames=4, progress=False, references_per_source=3, prefix="puppet"
+    )
     cases = read_manifest(manifest)
     assert [c.id for c in cases[:3]] == ["puppet-000-r0", "puppet-000-r1", "puppet-000-r2"]
     assert len({c.source for c in cases}) == 2 and len({c.reference for c in cases}) == 6

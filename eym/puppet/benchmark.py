@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -16,8 +17,10 @@ from .motions import MOTIONS
 from .seeds import check_seed
 
 
-def case_id(index: int) -> str:
-    return f"puppet-{index:03d}"
+def id_prefix(out_dir: Path) -> str:
+    """The benchmark folder's name as an id prefix: two benchmarks in one workspace (whose case folders
+    share ``data/cases``) have different case ids as long as their folders have different names."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(out_dir).resolve().name).strip("-.")[:60] or "puppet"
 
 
 def make_benchmark(
@@ -31,16 +34,19 @@ def make_benchmark(
     workers: int = 1,
     progress: bool = True,
     references_per_source: int = 1,
+    prefix: str | None = None,
 ) -> Path:
     """Generate ``num_cases`` cases and ``out_dir/manifest.yaml``: ``num_cases / references_per_source``
     sources, each edited with that many references of other motions.
 
     Source i uses seed ``seed * 100003 + i``; every ``image_source_every``-th source (0 = none) is used
     as a single image (its first frame). Motions cycle so that every pair is covered. With one
-    reference per source, case i is folder ``puppet-<i>``; with K, case ``puppet-<i>-r<k>`` is the
-    source in ``puppet-<i>`` and its reference k in ``puppet-<i>/r<k>``.
+    reference per source, case i is folder ``puppet-<i>`` with id ``<prefix>-<i>``; with K, case
+    ``<prefix>-<i>-r<k>`` is the source in ``puppet-<i>`` and its reference k in ``puppet-<i>/r<k>``.
+    ``prefix`` defaults to the name of ``out_dir`` (``id_prefix``).
     """
     out = Path(out_dir)
+    prefix = prefix or id_prefix(out)
     per_source = max(1, int(references_per_source))
     if num_cases % per_source:
         raise ValueError(f"{num_cases} cases do not split into sources of {per_source} references")
@@ -54,7 +60,7 @@ def make_benchmark(
         others = [n for n in names if n != m1]
         start = i + (i // len(names))
         motions = [others[(start + k) % len(others)] for k in range(per_source)]
-        jobs.append((out / case_id(i), seed * 100003 + i, size, num_frames, fps, m1, motions))
+        jobs.append((out / f"puppet-{i:03d}", seed * 100003 + i, size, num_frames, fps, m1, motions))
     with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
         infos = list(tqdm(pool.map(_make, jobs), total=len(jobs), desc="puppet sources", disable=not progress))
     cases = []
@@ -64,7 +70,7 @@ def make_benchmark(
             folder = source_dir if per_source == 1 else source_dir / f"r{k}"
             cases.append(
                 Case(
-                    id=case_id(i) if per_source == 1 else f"{case_id(i)}-r{k}",
+                    id=f"{prefix}-{i:03d}" + ("" if per_source == 1 else f"-r{k}"),
                     source=source_dir / (SOURCE_IMAGE if image else SOURCE_VIDEO),
                     reference=folder / REFERENCE_VIDEO,
                     prompt=info["prompt"],
@@ -113,6 +119,7 @@ def main(argv=None) -> int:
         default=1,
         help="edit every source with this many references (cases / K sources; the source is tuned once)",
     )
+    many.add_argument("--id-prefix", help="case ids <prefix>-000, ... (default: the --out folder's name)")
     for p in (one, many):
         p.add_argument("--size", type=int, default=512, help="frame width and height in pixels")
         p.add_argument("--frames", type=int, default=24)
@@ -144,6 +151,7 @@ def main(argv=None) -> int:
             args.image_source_every,
             args.workers,
             references_per_source=args.references_per_source,
+            prefix=args.id_prefix,
         )
         print(f"wrote {manifest}")
     return 0
