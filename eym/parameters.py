@@ -81,6 +81,9 @@ class Verdict(Section):
     min_scale: float = Field(0.2, gt=0.0, description="smallest plausible source/reference size ratio")
     max_scale: float = Field(5.0, gt=0.0, description="largest plausible source/reference size ratio")
     min_inside_fraction: float = Field(0.5, ge=0.0, le=1.0, description="share of joints that must stay in frame")
+    warn_inside_fraction: float = Field(
+        0.9, ge=0.0, le=1.0, description="below it a good verdict warns and names the joints that leave the frame"
+    )
 
 
 class Offset(Section):

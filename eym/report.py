@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import html
 import json
-import os
 from pathlib import Path
+
+from .workspace import link as link_to
 
 _BASE = {  # name -> (label, higher is better)
     "psnr": ("PSNR (dB)", True),
@@ -170,7 +171,7 @@ def case_report(
     source_dir = Path(source_dir or case_dir)
     truth = ""
     if ground_truth:
-        link = html.escape(os.path.relpath(ground_truth, case_dir / "eval"))
+        link = html.escape(link_to(ground_truth, case_dir / "eval"))
         truth = (
             f"<h2>Ground truth</h2><video src='{link}' controls loop muted playsinline "
             f"style='max-width: 512px'></video>"
@@ -223,12 +224,15 @@ def batch_report(
     chart (``chart.png`` beside the page), a table sortable by metric, and a thumbnail grid.
 
     ``rows``: one dict per case with ``case``, ``variant``, ``case_dir``, ``status`` and metric values.
+    The grid's thumbnails are ``edits/<case>.gif`` beside the page (``aggregate`` writes them); each
+    case's own report is linked with ``eym.workspace.link``.
     """
+
     names = [m for m in METRICS if any(r.get(m) is not None for r in rows)]
     head = "<tr><th>case</th><th>variant</th><th>status</th>" + "".join(f"<th>{METRICS[m][0]}</th>" for m in names)
     body_rows = []
     for r in rows:
-        link = os.path.relpath(Path(r["case_dir"]) / "eval" / "report.html", out_dir)
+        link = link_to(Path(r["case_dir"]) / "eval" / "report.html", out_dir)
         name = html.escape(r["case"])
         cells = [
             f"<td data-value='{name}'><a href='{html.escape(link)}'>{name}</a></td>",
@@ -246,8 +250,8 @@ def batch_report(
         for variant, stats in summary.items()
     )
     grid = "".join(
-        f"<a href='{html.escape(os.path.relpath(Path(r['case_dir']) / 'eval' / 'report.html', out_dir))}'>"
-        f"<img src='{html.escape(os.path.relpath(Path(r['case_dir']) / 'sample' / 'edited.gif', out_dir))}' "
+        f"<a href='{html.escape(link_to(Path(r['case_dir']) / 'eval' / 'report.html', out_dir))}'>"
+        f"<img src='edits/{html.escape(r['case'])}.gif' "
         f"alt='{html.escape(r['case'])}' loading='lazy'><br>{html.escape(r['case'])}</a>"
         for r in rows
         if r["status"] == "ok"

@@ -91,6 +91,35 @@ def _missing_message(what: str, repo: str, allow_download: bool, exc: Exception)
     )
 
 
+# A key of a base model's model_index.json (diffusers ignores keys that start with "_"): the world a
+# model knows, for eym-mini "puppet", so that an edit of other footage with it is told what it gets.
+WORLD_KEY = "_eym_world"
+
+
+def model_world(name_or_path: str) -> str | None:
+    """The ``WORLD_KEY`` of a local base model folder (None for a hub id or a model without one)."""
+    import json
+
+    index = Path(str(name_or_path)).expanduser() / "model_index.json"
+    try:
+        return json.loads(index.read_text()).get(WORLD_KEY)
+    except (OSError, ValueError):
+        return None
+
+
+def domain_warning(base: str, source: Path) -> str | None:
+    """A warning when a puppet-world base model is asked to edit a source the puppet world did not draw."""
+    from eym.puppet.cases import is_puppet_source
+
+    if model_world(base) != "puppet" or is_puppet_source(source):
+        return None
+    return (
+        f"the base model {base} is eym-mini, a model of the puppet world only: on other footage it returns "
+        "a blurred copy of the source. Edit real videos with Stable Diffusion 1.5 "
+        "(--params configs/sd15.yaml and its weights: README, Weights)"
+    )
+
+
 def _check_parts(folder: Path, what: str, required: tuple[str, ...]) -> None:
     missing = [part for part in required if not (folder / part).is_dir()]
     if not required and not (folder / "config.json").is_file():

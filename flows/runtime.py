@@ -165,7 +165,7 @@ def _free_port() -> int:
 def prefect_api(timeout: float = 120.0):
     """A Prefect API for the flows: $PREFECT_API_URL if set, else a temporary local server of our own
     (its own process group, so Ctrl-C does not kill it mid-run; it stops when eym-edit ends or dies)."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
     if os.environ.get("PREFECT_API_URL"):
         yield os.environ["PREFECT_API_URL"]
@@ -193,7 +193,9 @@ def prefect_api(timeout: float = 120.0):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the temporary Prefect server did not answer within {timeout:.0f} s")
             time.sleep(0.2)
-        with temporary_settings({PREFECT_API_URL: url}):
+        # No UI URL: the temporary server serves no UI and is gone when eym-edit ends, so Prefect's
+        # "View at http://127.0.0.1:..." would point at nothing.
+        with temporary_settings({PREFECT_API_URL: url, PREFECT_UI_URL: ""}):
             try:
                 yield url
             finally:

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from eym.atomic import atomic_path, write_json, write_text
 from eym.errors import EYMError, MissingWeightsError
 from eym.manifest import read_manifest
-from eym.media import read_frames
+from eym.media import read_frames, write_gif
 from eym.report import METRICS, batch_report
 
 from .common import EVALUATION, SAMPLE, default_params_files, load_params, log, read_case, setup_logging
@@ -219,6 +219,22 @@ def _summary_markdown(summary: dict, batch: dict, differences: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_thumbnails(rows: list[dict], folder: Path, side: int = 160) -> None:
+    """Each finished edit as a small GIF inside the report folder, so that the page's grid shows
+    wherever the folder is copied."""
+    import cv2
+
+    for r in rows:
+        sample = Path(r["case_dir"]) / SAMPLE
+        if r["status"] != "ok" or not (sample / "frames").is_dir():
+            continue
+        frames = read_frames(sample / "frames")
+        scale = min(1.0, side / max(frames.shape[1:3]))
+        size = (round(frames.shape[2] * scale), round(frames.shape[1] * scale))
+        small = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
+        write_gif(folder / f"{r['case']}.gif", small, float(json.loads((sample / "meta.json").read_text())["fps"]))
+
+
 def aggregate(rows: list[dict], out_dir: Path, params: dict, title: str = "Edit-Your-Motion batch") -> dict:
     out_dir = Path(out_dir).resolve()
     for r in rows:
@@ -227,16 +243,18 @@ def aggregate(rows: list[dict], out_dir: Path, params: dict, title: str = "Edit-
     batch = set_metrics(rows, params)
     differences = paired_differences(rows) if any(variant_of(r) == "full" for r in rows) else {}
     columns = list(TEXT_COLUMNS) + ["seconds"] + list(METRICS)
-    table = pa.table(
-        {c: [r.get(c) for r in rows] for c in columns},
-        schema=pa.schema([(c, pa.string()) if c in TEXT_COLUMNS else (c, pa.float64()) for c in columns]),
-    )
+    values = {c: [r.get(c) for r in rows] for c in columns}
+    schema = [(c, pa.string()) if c in TEXT_COLUMNS else (c, pa.float64()) for c in columns]
+    # which machine ran each stage (a Dask worker, or this host): where a cluster's work went
+    values["workers"] = [list(r["workers"].items()) if r.get("workers") else None for r in rows]
+    table = pa.table(values, schema=pa.schema([*schema, ("workers", pa.map_(pa.string(), pa.string()))]))
     with atomic_path(out_dir) as out:
         out.mkdir()
         pq.write_table(table, out / "metrics.parquet")
         write_json(out / "summary.json", {"variants": summary, "vs_full": differences, "set_metrics": batch})
         write_text(out / "summary.md", _summary_markdown(summary, batch, differences))
         write_chart(rows, out / "chart.png")
+        write_thumbnails(rows, out / "edits")
         write_text(out / "report.html", batch_report(rows, summary, batch, out_dir, title, differences))
     log.info(
         "batch report: %s (%d cases, %d failed)",

@@ -157,7 +157,8 @@ def align(
         raise InputError(f"params: offset.mode must be video or frame, not {mode!r}")
     if len(source) != len(reference):
         raise InputError(f"skeleton offset: source has {len(source)} frames, reference {len(reference)}")
-    limits = {"min_scale": 0.2, "max_scale": 5.0, "min_inside_fraction": 0.5, **(verdict or {})}
+    limits = {"min_scale": 0.2, "max_scale": 5.0, "min_inside_fraction": 0.5, "warn_inside_fraction": 0.9}
+    limits.update(verdict or {})
     problems = Verdict()
 
     s, ratios = segment_scale(source, reference, min_confidence, min_visible_fraction)
@@ -204,13 +205,16 @@ def align(
     shift = translation(src_anchor, ref_anchor, s, mode)
     aligned[..., :2] += shift[:, None, :]
 
-    keep = visible(reference, min_confidence)
-    shown = int(keep.sum())
+    shown_mask = visible(reference, min_confidence)
+    keep, shown = shown_mask.copy(), int(shown_mask.sum())
     if width and height:
         x, y = aligned[..., 0], aligned[..., 1]
         keep &= (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
     inside = float(keep.sum() / shown) if shown else 0.0
     aligned[~keep] = (np.nan, np.nan, 0.0)
+    warnings = []
+    if limits["min_inside_fraction"] <= inside < limits["warn_inside_fraction"]:
+        warnings.append(off_canvas_warning(shown_mask, keep, inside, limits["warn_inside_fraction"]))
     if inside < limits["min_inside_fraction"]:
         problems.append(
             f"only {inside:.0%} of the reference's joints land inside the frame after alignment "
@@ -232,8 +236,21 @@ def align(
         "inside_fraction": inside,
         "verdict": "good" if problems.ok else "bad",
         "problems": list(problems),
+        "warnings": warnings,
     }
     return aligned, info
+
+
+def off_canvas_warning(shown: np.ndarray, inside: np.ndarray, fraction: float, threshold: float) -> str:
+    """What a good alignment still loses: the joints that land outside the frame in most frames."""
+    lost = (shown & ~inside).sum(0) / np.maximum(shown.sum(0), 1)
+    names = [JOINTS[j] for j in np.flatnonzero(lost >= 0.5)]
+    return (
+        f"{1 - fraction:.0%} of the reference's joints land outside the frame after alignment"
+        + (f" ({', '.join(names)} in most frames)" if names else "")
+        + f": the edit leaves them out (offset.verdict.warn_inside_fraction is {threshold:.0%}); offset/preview.png "
+        "shows where the aligned skeleton goes"
+    )
 
 
 def preview(case_dir: Path, source_kp, reference_kp, aligned, count: int, min_confidence: float) -> np.ndarray:
@@ -292,6 +309,8 @@ def run(case_dir: Path, params: dict) -> dict:
         100 * info["inside_fraction"],
         info["verdict"],
     )
+    for warning in info["warnings"]:
+        log.warning("offset: %s", warning)
     if info["problems"]:
         raise InputError(
             f"{case_dir / OFFSET}: the retargeting looks wrong, so the case stops before any tuning: "

@@ -25,6 +25,7 @@ from eym.media import read_frames, write_frames, write_gif, write_video
 from eym.panels import side_by_side
 from eym_model.components import load_components
 from eym_model.diffusion import ddim_sample, decode_video, encode_prompts, prompt_warnings
+from eym_model.loading import domain_warning
 
 from .common import (
     FRAMES,
@@ -123,6 +124,14 @@ def generate(case_dir: Path, params: dict, p: dict, skeleton_frames: np.ndarray,
     return to_frames(decode_video(base.vae, latents.float(), int(model_params.get("vae_chunk", 8)))), base.tokenizer
 
 
+def model_warnings(case_dir: Path, params: dict, tokenizer, prompt: str) -> list[str]:
+    """Words of the prompt the model does not know, and a base model that does not know the source's world."""
+    if tokenizer is None:  # no model drew the edit (the copy baseline)
+        return []
+    world = domain_warning(str(params["model"]["base"]), read_case(source_dir(case_dir)).source)
+    return prompt_warnings(tokenizer, [prompt]) + ([world] if world else [])
+
+
 def run(case_dir: Path, params: dict) -> dict:
     """Sampling: the edited video from the inverted noise and the aligned reference skeletons."""
     case_dir = Path(case_dir)
@@ -147,7 +156,7 @@ def run(case_dir: Path, params: dict) -> dict:
         "fps": fps,
         "size": [edited.shape[2], edited.shape[1]],
         **{k: p[k] for k in PARAMS},
-        "warnings": prompt_warnings(tokenizer, [prompt]) if tokenizer is not None else [],
+        "warnings": model_warnings(case_dir, params, tokenizer, prompt),
     }
     for warning in meta["warnings"]:
         log.warning("sampling: %s", warning)

@@ -233,5 +233,10 @@ def make_source_cases(
     return infos
 
 
+def is_puppet_source(path: str | Path) -> bool:
+    """Whether a source video or image was drawn by the puppet world (its exact keypoints lie beside it)."""
+    return (Path(path).parent / KEYPOINTS["source"]).is_file()
+
+
 def read_case_info(case_dir: str | Path) -> dict:
     return json.loads((Path(case_dir) / CASE_INFO).read_text())

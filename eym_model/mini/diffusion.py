@@ -144,12 +144,15 @@ def latent_table(vae, train_set, p: dict, seed: int, root: Path, device: str, pr
     everything = np.arange(len(train_set))
     subset = np.sort(rng.choice(everything, int(len(everything) * float(p["masked_fraction"])), replace=False))
     log.info("eym-mini diffusion: encoding %d frames (+%d masked) with the VAE", len(everything), len(subset))
-    mean_a, std_a = encode_latents(vae, train_set.frames, train_set.masks, everything, False, device, precision)
-    mean_b, std_b = encode_latents(vae, train_set.frames, train_set.masks, subset, True, device, precision)
+    parts = [
+        encode_latents(vae, train_set.frames, train_set.masks, rows, masked, device, precision)
+        for rows, masked in ((everything, False), (subset, True))
+        if len(rows)
+    ]  # a tiny set may mask none
     payload = {
         "fingerprint": vae_print,
-        "mean": torch.cat([mean_a, mean_b]),
-        "std": torch.cat([std_a, std_b]),
+        "mean": torch.cat([mean for mean, _ in parts]),
+        "std": torch.cat([std for _, std in parts]),
         "rows": np.concatenate([everything, subset]),
     }
     with atomic_path(cache) as tmp:

@@ -32,6 +32,7 @@ from eym.atomic import atomic_path, write_json, write_text
 from eym.errors import InputError
 from eym.media import write_image
 from eym.skeleton import draw_skeletons, pck
+from eym_model.loading import WORLD_KEY
 
 from . import BUILD_DIR, DATA_DIR, LOG_DIR, RELEASE_DIR
 from .data import load_set
@@ -62,6 +63,10 @@ def assemble(root: Path) -> tuple[Path, Path]:
     base, controlnet = root / RELEASE_DIR / "base", root / RELEASE_DIR / "controlnet"
     with atomic_path(base) as tmp:
         pipe.to(torch.float16).save_pretrained(tmp)
+        index = tmp / "model_index.json"  # the world it knows: edits of other footage are warned
+        index.write_text(
+            json.dumps({**json.loads(index.read_text()), WORLD_KEY: "puppet"}, indent=2, sort_keys=True) + "\n"
+        )
     with atomic_path(controlnet) as tmp:
         ControlNetModel.from_pretrained(built / "controlnet").to(torch.float16).save_pretrained(tmp)
     return base, controlnet
