@@ -11,6 +11,12 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "documents(*commands): README commands the test runs on a small case (test_documented_commands)"
+    )
+
+
 @pytest.fixture(scope="session")
 def puppet_case(tmp_path_factory):
     """A 128x128, 8-frame puppet case folder (walk in place -> wave)."""

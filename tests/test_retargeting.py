@@ -162,14 +162,17 @@ def test_implausible_scale_and_a_reference_off_the_canvas_are_bad_verdicts(puppe
     assert info["verdict"] == "bad" and "inside the frame" in info["problems"][0]
 
 
+@pytest.mark.documents("eym-edit preview --source me.mp4 --reference dance.mp4")
 def test_eym_edit_preview_reports_the_verdict(tmp_path, puppet_case):
-    """`eym-edit preview` runs frames, segmentation, pose and retargeting only, and exits 0 on a good verdict."""
+    """`eym-edit preview` runs frames, segmentation, pose and retargeting only, and exits 0 on a good verdict;
+    with the default eym-mini and a source the puppet world did not draw, the verdict says what to expect."""
     workspace = tmp_path / "ws"
     workspace.mkdir()
     subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=workspace, check=True)
     for name in ("stages", "eym", "eym_model", "flows"):
         shutil.copytree(REPO / name, workspace / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "params.yaml", workspace / "params.yaml")
+    (workspace / "models").symlink_to(REPO / "models")  # params.yaml's eym-mini
     args = [
         "--source",
         str(puppet_case / "source.mp4"),
@@ -185,7 +188,19 @@ def test_eym_edit_preview_reports_the_verdict(tmp_path, puppet_case):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "verdict: good" in result.stdout and "preview.png" in result.stdout
+    assert "a model of the puppet world only" not in result.stdout  # a puppet: eym-mini's own world
     assert not any((workspace / "data" / "cases").glob("*/stage1"))
+    mine = tmp_path / "mine" / "me.mp4"  # the same clip, as a user's own video (no puppet keypoints beside it)
+    mine.parent.mkdir()
+    shutil.copy(puppet_case / "source.mp4", mine)
+    own = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "preview", *args, "--source", str(mine), "--id", "mine"],
+        cwd=workspace,
+        capture_output=True,
+        text=True,
+    )
+    assert own.returncode == 0 and "warning: the base model" in own.stdout, own.stdout + own.stderr
+    assert "a model of the puppet world only" in own.stdout and "configs/sd15.yaml" in own.stdout
     bad = subprocess.run(
         [
             sys.executable,
