@@ -36,6 +36,7 @@ from eym.errors import InputError
 from eym.keypoints import read_keypoints, write_keypoints
 from eym.media import read_frames, write_frames, write_image
 from eym.panels import overlay, side_by_side
+from eym.parameters import Verdict as VerdictLimits
 from eym.skeleton import ANCHORS, JOINTS, NUM_JOINTS, PARENT, bone_lengths, draw_skeletons, segment_lengths, visible
 
 from .common import FRAMES, OFFSET, POSE, log, read_case, section, stage_main
@@ -157,8 +158,7 @@ def align(
         raise InputError(f"params: offset.mode must be video or frame, not {mode!r}")
     if len(source) != len(reference):
         raise InputError(f"skeleton offset: source has {len(source)} frames, reference {len(reference)}")
-    limits = {"min_scale": 0.2, "max_scale": 5.0, "min_inside_fraction": 0.5, "warn_inside_fraction": 0.9}
-    limits.update(verdict or {})
+    limits = {**VerdictLimits().model_dump(), **(verdict or {})}  # the schema's defaults, for what is not given
     problems = Verdict()
 
     s, ratios = segment_scale(source, reference, min_confidence, min_visible_fraction)
