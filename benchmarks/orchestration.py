@@ -25,7 +25,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.update(DVC_NO_ANALYTICS="1", PREFECT_SERVER_ANALYTICS_ENABLED="false")
     from eym.puppet.motions import MOTIONS
-    from flows.cases import EDIT_STAGE_NAMES, PREPARATION_STAGES, SOURCE_STAGE_NAMES, STAGE_NAMES, create_cases
+    from flows.cases import create_cases
+    from flows.registry import EDIT_STAGE_NAMES, PREPARATION_STAGES, SOURCE_STAGE_NAMES, STAGE_NAMES
     from flows.sandbox import copy_edits, make_workspace, write_manifest
     from flows.sandbox import timed_dvc as dvc
     from stages.common import read_case

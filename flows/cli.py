@@ -188,14 +188,11 @@ def cmd_run(args) -> int:
     return _run_cases(case_dirs, args)
 
 
-SOURCE_PREVIEW = ("frames", "segment", "pose")  # of the prepared source folder
-EDIT_PREVIEW = ("reference", "reference_pose", "offset")  # of each edit folder
-
-
 def cmd_preview(args) -> int:
     """Frames, segmentation, pose and retargeting only: the preview image and the verdict, in seconds."""
     from eym.errors import EYMError
     from flows.pipeline import dvc_repro, stage_error
+    from flows.registry import PREPARATION_STAGES, RETARGETING_STAGES
     from flows.runtime import case_locks, run_supervised
     from stages.common import read_case
 
@@ -203,8 +200,8 @@ def cmd_preview(args) -> int:
         case_dirs, note = create_cases_from(args)
     except EYMError as exc:
         return _fail(exc)
-    steps = [(read_case(case_dirs[0]).prepared_dir, stage) for stage in SOURCE_PREVIEW]
-    steps += [(case, stage) for case in case_dirs for stage in EDIT_PREVIEW]
+    steps = [(read_case(case_dirs[0]).prepared_dir, spec.name) for spec in PREPARATION_STAGES]
+    steps += [(case, spec.name) for case in case_dirs for spec in RETARGETING_STAGES]
     failed_offsets = {}
     for folder, stage in steps:
         try:

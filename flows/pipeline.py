@@ -28,9 +28,9 @@ from prefect.states import Failed
 from eym.errors import InputError
 from eym.parameters import read_layer
 
-from .cases import EDIT_STAGE_NAMES, SOURCE_STAGE_NAMES, create_cases, retargeting_key
+from .cases import create_cases, retargeting_key
+from .registry import CHECKPOINTS, EDIT_STAGE_NAMES, GPU_STAGES, RUN_ORDER, SOURCE_STAGE_NAMES
 
-GPU_STAGES = {"stage1", "stage2", "invert", "sample"}
 _gpu_slots = threading.BoundedSemaphore(1)
 
 
@@ -73,7 +73,6 @@ def _reason(lines: list[str]) -> str:
 
 
 LOG_DIR = "logs"  # a case's full stage logs: <case>/logs/<stage>.log (not tracked)
-CHECKPOINTS = {"stage1": "stage1.ckpt", "stage2": "stage2.ckpt"}
 
 
 def dvc_repro(case_dir: Path, stage: str, on_line=None) -> tuple[int, str, list[str]]:
@@ -347,12 +346,9 @@ def _case_summary(case_dir: Path, source: Path, source_futures: dict, edit_futur
         "ran": [],
         "workers": {},
     }
-    order = [("source ", n, source_futures.get(n)) for n in SOURCE_STAGE_NAMES[:3]]
-    order += [("", n, edit_futures.get(n)) for n in ("reference", "reference_pose", "offset")]
-    order += [("source ", n, source_futures.get(n)) for n in SOURCE_STAGE_NAMES[3:]]
-    order += [("", n, edit_futures.get(n)) for n in ("sample", "evaluate")]
-    for where, name, future in order:
-        if not _outcome(row, where, name, future):
+    for spec in RUN_ORDER:
+        where, futures = ("source ", source_futures) if spec.side == "source" else ("", edit_futures)
+        if not _outcome(row, where, spec.name, futures.get(spec.name)):
             break
     metrics = case_dir / "eval" / "metrics.json"
     if row["status"] == "ok" and metrics.is_file():

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.cases import EDIT_STAGE_NAMES, SOURCE_STAGE_NAMES, create_cases
+from flows.cases import create_cases
+from flows.registry import EDIT_STAGE_NAMES, SOURCE_STAGE_NAMES
 from flows.sandbox import TINY_CASE_PARAMS as TINY
 from flows.sandbox import make_workspace, write_manifest
 
@@ -446,10 +447,11 @@ def _other(value):
     return f"{value}-edited" if isinstance(value, str) else 1
 
 
-def test_a_hand_edit_of_any_key_a_stage_reads_makes_exactly_the_stages_that_read_it_stale(workspace):
+def test_a_hand_edit_of_any_key_or_of_any_code_a_stage_runs_makes_exactly_those_stages_stale(workspace):
     """Every section each stage reads, edited by hand in the edit's, the source's or the prepared
-    source's params.yaml (a key the file did not set before), makes exactly those stages stale."""
-    from flows.cases import EDIT_STAGES, PREPARATION_STAGES, SOURCE_STAGES
+    source's params.yaml (a key the file did not set before), makes exactly those stages stale; so
+    does a change in any project file a stage's module imports, directly or not."""
+    from flows.registry import EDIT_STAGES, PREPARATION_STAGES, SOURCE_STAGES, code_closure
     from stages.common import read_case
 
     (case,) = create_cases(manifest(workspace, "keys", {"k": "p0"}), workspace / "data" / "cases", workspace)
@@ -480,6 +482,29 @@ def test_a_hand_edit_of_any_key_a_stage_reads_makes_exactly_the_stages_that_read
             finally:
                 (folder / "params.yaml").write_text(original)
     assert stale_stages(workspace, "k") == set()
+
+    # A stage's code dependencies are its module's import closure: a change in eym/metrics.py (imported by
+    # the evaluation alone) makes exactly the evaluation stale, one in eym/skeleton.py (PCK, the
+    # retargeting, the pose stages: imported indirectly) every stage that runs it, one in code no stage
+    # runs nothing.
+    stages = yaml.safe_load((case / "dvc.yaml").read_text())["stages"]
+    for spec in EDIT_STAGES:  # the dvc.yaml lists exactly the closure (besides inputs and weights)
+        code = {d for d in stages[spec.name]["deps"] if d.startswith("../../../") and d.endswith(".py")}
+        closure = {f"../../../{f.relative_to(workspace)}" for f in code_closure(workspace, spec.command_module)}
+        assert code == closure, spec.name
+    for rel, expected in (
+        ("eym/metrics.py", {"evaluate"}),
+        ("eym/skeleton.py", {"evaluate", "offset", "reference_pose", "source/pose", "prepared/pose"}),
+        ("flows/cli.py", set()),
+    ):
+        path = workspace / rel
+        original = path.read_text()
+        path.write_text(original + "\n# changed\n")
+        try:
+            stale = stale_stages(workspace, "k")
+        finally:
+            path.write_text(original)
+        assert stale == expected if rel != "eym/skeleton.py" else expected <= stale, (rel, stale)
 
 
 @pytest.mark.documents(

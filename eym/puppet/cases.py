@@ -21,20 +21,19 @@ from ..keypoints import write_keypoints
 from ..media import write_frames, write_image, write_video
 from ..skeleton import feet_centre
 from .body import Placement, Proportions, pose_keypoints
+from .files import (  # noqa: F401 (the case folder's files: part of this module's API)
+    CASE_INFO,
+    GT_EDIT_VIDEO,
+    KEYPOINTS,
+    MASKS,
+    REFERENCE_VIDEO,
+    SOURCE_IMAGE,
+    SOURCE_VIDEO,
+    is_puppet_source,
+)
 from .motions import MOTIONS, MotionSpec
 from .render import Appearance, draw_puppet, make_background
 from .seeds import check_seed
-
-# Files of a case folder, relative to it.
-SOURCE_VIDEO, SOURCE_IMAGE, REFERENCE_VIDEO = "source.mp4", "source.png", "reference.mp4"
-GT_EDIT_VIDEO = "gt/edit.mp4"
-KEYPOINTS = {
-    "source": "gt/source_keypoints.parquet",
-    "reference": "gt/reference_keypoints.parquet",
-    "edit": "gt/edit_keypoints.parquet",
-}
-MASKS = {"source": "gt/source_masks", "reference": "gt/reference_masks", "edit": "gt/edit_masks"}
-CASE_INFO = "case.json"
 
 
 @dataclass(frozen=True)
@@ -231,11 +230,6 @@ def make_source_cases(
         write_json(folder / CASE_INFO, info)
         infos.append(info)
     return infos
-
-
-def is_puppet_source(path: str | Path) -> bool:
-    """Whether a source video or image was drawn by the puppet world (its exact keypoints lie beside it)."""
-    return (Path(path).parent / KEYPOINTS["source"]).is_file()
 
 
 def read_case_info(case_dir: str | Path) -> dict:
