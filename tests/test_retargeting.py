@@ -162,6 +162,17 @@ def test_implausible_scale_and_a_reference_off_the_canvas_are_bad_verdicts(puppe
     assert info["verdict"] == "bad" and "inside the frame" in info["problems"][0]
 
 
+def test_a_good_retargeting_that_leaves_joints_outside_the_frame_says_which(puppet_case):
+    source, reference, _ = _exact(puppet_case)
+    everything = {"warn_inside_fraction": 1.0}  # warn at the first joint outside
+    _, info = offset.align(source, reference, width=128, height=128, verdict=everything)
+    assert info["verdict"] == "good" and info["inside_fraction"] == 1.0 and info["warnings"] == []
+    _, info = offset.align(source, reference, width=128, height=80, verdict={**everything, "min_inside_fraction": 0})
+    assert info["verdict"] == "good" and info["inside_fraction"] < 1.0, info  # the lower part is cut off
+    warning = info["warnings"][0]
+    assert "land outside the frame" in warning and "ankle" in warning and "warn_inside_fraction" in warning
+
+
 @pytest.mark.documents("eym-edit preview --source me.mp4 --reference dance.mp4")
 def test_eym_edit_preview_reports_the_verdict(tmp_path, puppet_case):
     """`eym-edit preview` runs frames, segmentation, pose and retargeting only, and exits 0 on a good verdict;
