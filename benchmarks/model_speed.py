@@ -16,22 +16,11 @@ import resource
 import time
 
 import torch
+from full_size_model import UNET as SD15_UNET  # SD 1.5's UNet configuration (benchmarks/ is on the path)
 
 from eym_model.attention import FrameContext, VideoSelfAttnProcessor
 from eym_model.trainable import make_optimizer, set_trainable
 from eym_model.video_model import VideoModelConfig, build_video_model
-
-SD15_UNET = dict(
-    sample_size=64,
-    in_channels=4,
-    out_channels=4,
-    layers_per_block=2,
-    block_out_channels=(320, 640, 1280, 1280),
-    cross_attention_dim=768,
-    attention_head_dim=8,
-    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-)
 
 
 def build(config: str, device: str, dtype: torch.dtype, checkpointing: bool):

@@ -178,5 +178,18 @@ def stage_main(name: str, run: Callable[[Path, dict], object], argv=None) -> int
     except EYMError as exc:
         log.error("%s failed: %s", name, exc)
         return 2
-    log.info("%s done in %.1f s", name, time.perf_counter() - start)
+    log.info("%s done in %.1f s, %s", name, time.perf_counter() - start, peak_memory())
     return 0
+
+
+def peak_memory() -> str:
+    """This process's peak memory: resident set on the CPU and, when it used one, the GPU's allocated and
+    reserved peaks (what a run on a smaller machine would need; benchmarks/real_scale.py reads it)."""
+    import resource
+
+    text = f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        allocated, reserved = torch.cuda.max_memory_allocated() / 2**30, torch.cuda.max_memory_reserved() / 2**30
+        text += f", peak CUDA allocated {allocated:.2f} GiB, reserved {reserved:.2f} GiB"
+    return text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -260,3 +262,46 @@ def test_missing_weights_fail_fast_with_instructions(tmp_path, tiny_models):
         load_base_model(str(tmp_path / "half"))
     with pytest.raises(MissingWeightsError, match="not a diffusers model folder"):
         load_controlnet(str(tiny_models[0]))  # the base folder has no ControlNet config.json
+
+
+def test_the_full_size_model_has_stable_diffusion_15s_exact_architecture():
+    """benchmarks/full_size_model.py builds SD 1.5's UNet, VAE and CLIP text encoder with the released
+    checkpoints' parameter counts, and ControlNet-OpenPose's configuration (built on the meta device:
+    no memory); its tokenizer's ids fit CLIP's vocabulary."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "full_size_model.py"
+    spec = importlib.util.spec_from_file_location("full_size_model", path)
+    full_size = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(full_size)
+    parts = full_size.components("meta")
+    counts = {name: sum(p.numel() for p in parts[name].parameters()) for name in full_size.PARAMETERS}
+    assert counts == full_size.PARAMETERS
+    config = parts["controlnet"].config
+    assert list(config.conditioning_embedding_out_channels) == [16, 32, 96, 256] and config.cross_attention_dim == 768
+    ids = parts["tokenizer"]("a man in a red shirt dancing in front of a white wall, ünïcode too").input_ids
+    assert (
+        max(ids) < full_size.TEXT["vocab_size"] and len(parts["tokenizer"]("x", padding="max_length").input_ids) == 77
+    )
+
+
+def test_the_gpu_table_runs_on_this_cpu_at_a_toy_size(tmp_path):
+    """benchmarks/gpu_table.py, the measurement a lent GPU runs, at a toy size on the CPU: every stage
+    timed with and without checkpointing, and the whole edit extrapolated from them."""
+    import importlib.util
+    import json
+    import sys
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(folder))  # as when run as a script: its sibling full_size_model
+    try:
+        spec = importlib.util.spec_from_file_location("gpu_table", folder / "gpu_table.py")
+        gpu_table = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(gpu_table)
+        gpu_table.main(["--config", "tiny", "--size", "64", "--frames", "2", "--repeats", "1", "--out", str(tmp_path)])
+    finally:
+        sys.path.remove(str(folder))
+    rows = json.loads((tmp_path / "table.json").read_text())["rows"]
+    assert [(r["frames"], r["checkpointing"]) for r in rows] == [(2, False), (2, True)]
+    assert all(r["stages"][s]["seconds"] > 0 for r in rows for s in ("stage1", "stage2", "invert", "sample"))
+    assert (tmp_path / "table.md").read_text().count("\n| 2 |") == 2
