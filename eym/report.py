@@ -227,7 +227,6 @@ def batch_report(
     The grid's thumbnails are ``edits/<case>.gif`` beside the page (``aggregate`` writes them); each
     case's own report is linked with ``eym.workspace.link``.
     """
-
     names = [m for m in METRICS if any(r.get(m) is not None for r in rows)]
     head = "<tr><th>case</th><th>variant</th><th>status</th>" + "".join(f"<th>{METRICS[m][0]}</th>" for m in names)
     body_rows = []
