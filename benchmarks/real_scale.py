@@ -90,6 +90,8 @@ def main(argv=None) -> int:
     os.environ.update(DVC_NO_ANALYTICS="1", PREFECT_SERVER_ANALYTICS_ENABLED="false", HF_HUB_OFFLINE="1")
     import full_size_model
 
+    from flows.sandbox import make_workspace
+
     if not (args.models / "controlnet").is_dir():
         full_size_model.main(["--out", str(args.models)])
     sets = [
@@ -102,7 +104,7 @@ def main(argv=None) -> int:
         *args.set,
     ]
     with tempfile.TemporaryDirectory() as tmp:
-        root = _workspace(Path(tmp))
+        root = make_workspace(Path(tmp), [])  # the project's code and params.yaml; the model is passed by path
         start = time.perf_counter()
         run = _edit(root, args.models.resolve(), args.size, args.frames, sets)
         wall = time.perf_counter() - start
@@ -159,17 +161,6 @@ def _measured(case: Path) -> tuple[dict, dict]:
     folders |= {s: source for s in ("stage1", "stage2", "invert")} | {s: case for s in ("sample", "evaluate")}
     weights = {s: (source / s / "weights.safetensors") for s in ("stage1", "stage2")}
     return stage_figures(folders), {s: f.stat().st_size for s, f in weights.items() if f.is_file()}
-
-
-def _workspace(root: Path) -> Path:
-    """A DVC workspace with the project's code and params.yaml and no models (they are passed by path)."""
-    import shutil
-
-    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=root, check=True)
-    for name in ("stages", "eym", "eym_model", "flows", "configs"):
-        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "params.yaml", root / "params.yaml")
-    return root
 
 
 if __name__ == "__main__":
