@@ -1,7 +1,7 @@
 """Case manifests: the YAML list of cases that the pipeline runs, one case or a whole batch.
 
 cases:
-  - id: puppet-000                 # letters, digits, '-', '_', '.'; unique
+  - id: benchmark-000              # letters, digits, '-', '_', '.'; unique
     source: puppet-000/source.mp4  # video or image; paths are relative to the manifest
     reference: puppet-000/reference.mp4   # video, or an OpenPose-18 keypoints .parquet
     prompt: a person in a red t-shirt waving        # describes the edit: sampling uses it
