@@ -70,7 +70,7 @@ def main() -> None:
                 f"\nPrefect flow on an up-to-date case ({args.cases} cases in the workspace): {total:.1f} s, "
                 f"{row['seconds'] / len(STAGE_NAMES):.2f} s per stage task (the DVC check)"
             )
-            for workers, offset in ((1, 1), (2, 1 + args.fresh)):
+            for workers, offset in ((1, 1), (2, 1 + args.fresh)) if args.fresh else ():  # --fresh 0: no throughput
                 ids = {f"w{workers}-{k}": f"p{offset + k}" for k in range(args.fresh)}
                 path = write_manifest(root, f"w{workers}", ids)
                 start = time.perf_counter()

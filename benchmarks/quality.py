@@ -52,7 +52,7 @@ def variants(steps: int) -> dict[str, dict]:
         "controlnet_only": {**off, "inversion": {"enabled": False}, "sampling": {"start": "noise"}},
         "copy_source": {**off, "inversion": {"enabled": False}, "sampling": {"start": "source"}},
         # Not in the paper's table: the full method inverted with the source skeletons fed to the
-        # ControlNet (METHOD-NOTES' open question), so the noise need not hold the source's pose.
+        # ControlNet (an open question of the method), so the noise need not hold the source's pose.
         "invert_with_pose": {"inversion": {"controlnet": True}},
     }
 
@@ -283,11 +283,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--figure-edit", default="puppet-000-r0", help="the edit that variants.png shows")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from the edits evaluated so far")
+    parser.add_argument("--set", action="append", default=[], help="KEY=VALUE on top of every variant (as eym-edit)")
     parser.add_argument("--out", type=Path, required=True, help="report folder")
     args = parser.parse_args()
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from eym.puppet.benchmark import make_benchmark
+    from flows.cli import overrides_from
     from flows.pipeline import edit_batch, with_runner
     from flows.runtime import prefect_api
 
@@ -331,7 +333,7 @@ def main() -> None:
     start = time.perf_counter()
     with prefect_api():
         rows = with_runner(edit_batch, workers=args.workers)(
-            str(manifest), str(work / "cases"), str(args.out.resolve())
+            str(manifest), str(work / "cases"), str(args.out.resolve()), overrides=overrides_from(args)
         )
     minutes = (time.perf_counter() - start) / 60
     write_table(args.out)

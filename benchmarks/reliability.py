@@ -102,10 +102,28 @@ def refused(root: Path, case: str, fault: str, *extra: str) -> dict:
     }
 
 
+FAULTS = {  # injected in this order
+    "ctrl-c": lambda root: interrupt(root, "sigint", "Ctrl-C"),
+    "sigterm": lambda root: interrupt(root, "sigterm", "SIGTERM"),
+    "kill-9": lambda root: interrupt(root, "killed", "kill -9 of eym-edit"),
+    "typo": lambda root: refused(
+        root, "typo", "`--set sampling.guidance_scal=7.5`", "--set", "sampling.guidance_scal=7.5"
+    ),
+    "wrong-value": lambda root: refused(root, "wrong", "`--set stage1.steps=abc`", "--set", "stage1.steps=abc"),
+    "no-weights": lambda root: refused(
+        root, "noweights", "`--set model.base=/nonexistent`", "--set", "model.base=/nonexistent"
+    ),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40, help="stage-1 steps of the interrupted runs")
+    parser.add_argument("--faults", default=",".join(FAULTS), help=f"comma-separated, of: {', '.join(FAULTS)}")
     args = parser.parse_args()
+    faults = [f for f in args.faults.split(",") if f]
+    if set(faults) - set(FAULTS):
+        raise SystemExit(f"unknown fault(s) {sorted(set(faults) - set(FAULTS))}; known: {', '.join(FAULTS)}")
     os.environ.update(DVC_NO_ANALYTICS="1", PREFECT_SERVER_ANALYTICS_ENABLED="false")
     from flows.sandbox import TINY_CASE_PARAMS, make_workspace
 
@@ -115,14 +133,7 @@ def main() -> None:
         (root / "inputs" / "tiny.yaml").write_text(yaml.safe_dump(TINY_CASE_PARAMS))
         slow = {**TINY_CASE_PARAMS, "stage1": {"steps": args.steps, "checkpoint_every": 2}}
         (root / "inputs" / "slow.yaml").write_text(yaml.safe_dump(slow))
-        rows = [
-            interrupt(root, "sigint", "Ctrl-C"),
-            interrupt(root, "sigterm", "SIGTERM"),
-            interrupt(root, "killed", "kill -9 of eym-edit"),
-            refused(root, "typo", "`--set sampling.guidance_scal=7.5`", "--set", "sampling.guidance_scal=7.5"),
-            refused(root, "wrong", "`--set stage1.steps=abc`", "--set", "stage1.steps=abc"),
-            refused(root, "noweights", "`--set model.base=/nonexistent`", "--set", "model.base=/nonexistent"),
-        ]
+        rows = [FAULTS[fault](root) for fault in faults]
     print("| fault | seconds to stop | what the user sees | processes left | the same command again |")
     print("|---|---|---|---|---|")
     for row in rows:

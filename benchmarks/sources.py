@@ -34,6 +34,7 @@ def main() -> None:
     from flows.pipeline import edit_batch, with_runner
     from flows.sandbox import TINY_CASE_PARAMS, copy_edits, make_workspace, write_manifest
     from flows.sandbox import timed_dvc as dvc
+    from stages.common import read_case
 
     params = {
         **TINY_CASE_PARAMS,
@@ -71,14 +72,10 @@ def main() -> None:
         )
 
         cases = create_cases(shared, cases_root, root)
-        source = (
-            cases[0].parent.parent
-            / "sources"
-            / yaml.safe_load((cases[0] / "case.yaml").read_text())["source_dir"].split("/")[-1]
-        )
+        source, prepared = read_case(cases[0]).source_dir, read_case(cases[0]).prepared_dir
         for folder in (cases_root, cases_root.parent / "sources"):  # keep only the shared source's folders
             for path in folder.iterdir():
-                if path not in cases and path != source:
+                if path not in cases and path not in (source, prepared):
                     shutil.rmtree(path)
         total = args.sources * args.references
         copy_edits(source, cases, "g", args.sources - 1)
@@ -88,11 +85,7 @@ def main() -> None:
             shutil.rmtree(path)
         (single,) = create_cases(write_manifest(root, "single", {"x": "p0"}, params), cases_root, root)
         dvc(root, "repro", "data/cases/x/dvc.yaml")
-        source = (
-            cases_root.parent
-            / "sources"
-            / yaml.safe_load((single / "case.yaml").read_text())["source_dir"].split("/")[-1]
-        )
+        source = read_case(single).source_dir
         copy_edits(source, [single], "i", total - 1)
         dvc(root, "repro", "--all-pipelines")
         separate = dvc(root, "repro", "--all-pipelines")

@@ -72,6 +72,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--model-size", type=int, default=256, help="frame size for the tiny-model stages")
     parser.add_argument("--steps", type=int, default=20, help="tuning steps per stage (tiny model)")
+    parser.add_argument("--model-frames", type=int, default=8, help="frames of the tiny-model stages")
+    parser.add_argument("--ddim-steps", type=int, default=50, help="inversion and sampling steps (tiny model)")
     args = parser.parse_args()
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     rows: list = []
@@ -129,7 +131,12 @@ def main() -> None:
         tiny = deep_merge(
             params,
             {
-                "frames": {"width": args.model_size, "height": args.model_size},
+                "frames": {
+                    "width": args.model_size,
+                    "height": args.model_size,
+                    "count": args.model_frames,
+                    "stride": 1,
+                },
                 "model": {
                     "base": str(base),
                     "controlnet": str(controlnet),
@@ -140,6 +147,8 @@ def main() -> None:
                 },
                 "stage1": {"steps": args.steps},
                 "stage2": {"steps": args.steps},
+                "inversion": {"steps": args.ddim_steps},
+                "sampling": {"steps": args.ddim_steps},
                 "prompt": "a person dancing",
             },
         )
@@ -149,8 +158,9 @@ def main() -> None:
             stage.run(small, tiny)
         timed(f"stage1 ({args.steps} steps)", lambda: stage1.run(small, tiny), rows, m)
         timed(f"stage2 ({args.steps} steps)", lambda: stage2.run(small, tiny), rows, m)
-        timed("invert (50 steps + 50-step check)", lambda: invert.run(small, tiny), rows, m)
-        timed("sample (50 steps, videos)", lambda: sample.run(small, tiny), rows, m)
+        ddim = args.ddim_steps
+        timed(f"invert ({ddim} steps + {ddim}-step check)", lambda: invert.run(small, tiny), rows, m)
+        timed(f"sample ({args.ddim_steps} steps, videos)", lambda: sample.run(small, tiny), rows, m)
         timed("evaluate (no LPIPS/CLIP weights)", lambda: evaluate.run(small, tiny), rows, m)
         networks = deep_merge(
             tiny, {"evaluation": {"lpips_backbone": str(_alexnet(tmp)), "clip": str(_clip_l(tmp)), "device": "cpu"}}

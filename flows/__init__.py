@@ -1,0 +1,1 @@
+"""Orchestration: the stage registry, case folders and their dvc.yaml, Prefect flows and the eym-edit CLI."""

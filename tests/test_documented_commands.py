@@ -13,9 +13,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-DOCUMENTED = ("README.md",)  # the pages whose command blocks are checked
+DOCUMENTED = ("README.md", *sorted(f"docs/{p.name}" for p in (REPO / "docs").glob("*.md")))  # pages checked
 COMMAND = re.compile(r"^(\.venv/bin/python|python|dvc|eym-edit|eym-puppet|prefect|dask|export|\.?/?scripts/|source)\b")
 DEMO = "data/demo/puppet-demo"
 COPY_BASELINE = (
@@ -65,6 +66,26 @@ def test_every_documented_command_is_run_by_a_test():
     assert not stale, "declared by tests, but no page documents them any more (change the test too):\n" + "\n".join(
         stale
     )
+
+
+def test_every_link_of_the_pages_points_at_a_file_and_a_heading_that_exist():
+    """Relative links of the README and the docs pages (files, and GitHub's heading anchors)."""
+
+    def anchors(page: Path) -> set[str]:
+        headings = re.findall(r"(?m)^#+ (.+)$", page.read_text())
+        return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+    broken = []
+    for name in DOCUMENTED:
+        page = REPO / name
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"[a-z]+://", target):
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            if not linked.exists() or (anchor and anchor not in anchors(linked)):
+                broken.append(f"{name}: {target}")
+    assert not broken, broken
 
 
 @pytest.mark.documents("./scripts/run-tests.sh")
@@ -155,19 +176,71 @@ def test_the_demo_edits_in_a_fresh_clone_and_dvc_repro_of_its_case_then_does_not
 
 
 @pytest.mark.documents(
-    ".venv/bin/python benchmarks/quality.py --sources 8 --references 2 --steps 50 --out reports/quality-v2"
+    "source scripts/offline-env.sh",
+    ".venv/bin/python benchmarks/quality.py --sources 8 --references 2 --steps 50 --out reports/quality-v2",
+    ".venv/bin/python benchmarks/quality.py --sources 2 --references 2 --steps 50 --variants "
+    "full,copy_source,invert_with_pose --out reports/quality-invert-pose",
+    ".venv/bin/python benchmarks/quality.py --report-only --out reports/quality-v2",
+    ".venv/bin/python benchmarks/pose_redetect.py data/quality/cases --variants full,copy_source,wo_ma,controlnet_only "
+    "--scale 1,2",
+    ".venv/bin/python benchmarks/quality.py --grid 50,100,200 --grid-cases 2 --steps 50 --out reports/quality-grid-v2",
 )
 def test_the_quality_benchmark_runs_its_protocol_on_a_small_case(clone, tmp_path):
-    """The ablation protocol end to end (its inputs drawn, the batch, the report, the table, the
-    figure) on one source with two references, with the one variant that needs no tuning: the copy."""
+    """The ablation protocol end to end (its inputs drawn, the batch, the report, the table, the figure)
+    on one source with two references, as the copy and as a tuned variant with few steps everywhere;
+    then the report alone, the pose re-detection of its edits, and the iteration grid on one edit,
+    whose tuning comes back from DVC's run cache."""
+    small = "--sources 1 --references 2 --steps 1 --set inversion.steps=4 --set sampling.steps=4"
     out = shell(
         clone,
-        ".venv/bin/python benchmarks/quality.py --sources 1 --references 2 --steps 1 --variants copy_source "
-        "--out reports/quality-small",
+        "source scripts/offline-env.sh && .venv/bin/python benchmarks/quality.py "
+        f"{small} --variants copy_source,invert_with_pose --out reports/quality-small",
         tmp_path,
     )
-    assert "2 edits (0 failed)" in out, out[-3000:]
+    assert "4 edits (0 failed)" in out, out[-3000:]
     report = clone / "reports" / "quality-small"
     for name in ("report.html", "metrics.parquet", "table.md", "variants.png", "chart.png"):
         assert (report / name).is_file(), name
-    assert "| copy_source | 2 |" in (report / "table.md").read_text()
+    table = (report / "table.md").read_text()
+    assert "| copy_source | 2 |" in table and "| invert_with_pose | 2 |" in table, table
+    (report / "table.md").unlink()
+    out = shell(
+        clone,
+        ".venv/bin/python benchmarks/quality.py --report-only --variants copy_source,invert_with_pose "
+        "--out reports/quality-small",
+        tmp_path,
+    )
+    assert (report / "table.md").read_text() == table and "| invert_with_pose | 2 |" in out
+
+    out = shell(
+        clone,
+        ".venv/bin/python benchmarks/pose_redetect.py data/quality/cases --variants copy_source,invert_with_pose "
+        "--scale 1",
+        tmp_path,
+    )
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [(r[0].strip(), r[3].strip()) for r in rows] == [("copy_source", "2"), ("invert_with_pose", "2")], out
+    assert float(rows[0][6]) == 1.0, out  # the copy's frames are the source's own: a person in every one
+
+    grid = f".venv/bin/python benchmarks/quality.py --grid 1 --grid-cases 1 {small} --out reports/grid-small"
+    out = shell(clone, grid, tmp_path)
+    assert "1 edits (0 failed)" in out, out[-3000:]
+    assert "| 1 | " in (clone / "reports" / "grid-small" / "grid.md").read_text()
+    assert (clone / "reports" / "grid-small" / "grid.png").is_file()
+
+
+@pytest.mark.documents("dvc repro puppet_benchmark")
+def test_dvc_repro_of_the_puppet_benchmark_draws_it_as_params_yaml_says(clone, tmp_path):
+    """The root pipeline's benchmark stage with a small `puppet` section; a second repro runs nothing."""
+    params = clone / "params.yaml"
+    original = params.read_text()
+    small = yaml.safe_load(original)
+    small["puppet"].update(cases=3, size=64, frames=8)
+    try:
+        params.write_text(yaml.safe_dump(small, sort_keys=False))
+        shell(clone, "dvc repro puppet_benchmark", tmp_path)
+        manifest = yaml.safe_load((clone / "data" / "benchmark" / "manifest.yaml").read_text())
+        assert [row["id"] for row in manifest["cases"]] == ["benchmark-000", "benchmark-001", "benchmark-002"]
+        assert "Running stage" not in shell(clone, "dvc repro puppet_benchmark", tmp_path)
+    finally:
+        params.write_text(original)

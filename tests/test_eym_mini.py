@@ -183,6 +183,21 @@ def test_ship_copies_the_release_that_export_made_and_nothing_else_writes_the_sh
     assert not (empty / "models").exists()
 
 
+@pytest.mark.documents(".venv/bin/python benchmarks/detector_margin.py --params params.yaml --margins 0,0.1,0.25,0.5")
+def test_the_detector_margin_benchmark_scores_the_shipped_model_at_each_margin(tiny_mini):
+    """benchmarks/detector_margin.py in the toy workspace: the shipped model draws the held-out skeletons,
+    and each margin gets a row of PCK for the drawn and the true frames and the chance level."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, str(REPO / "benchmarks" / "detector_margin.py"), "--params", "params.yaml"]
+    out = subprocess.run([*command, "--margins", "0,0.25"], cwd=tiny_mini, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [line.split("|")[1:-1] for line in out.stdout.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [row[0].strip() for row in rows[1:]] == ["0", "0.25"], out.stdout
+    assert all(0 <= float(cell) <= 1 for row in rows[1:] for cell in row[1:]), out.stdout
+
+
 def test_a_phase_stopped_by_its_time_budget_resumes_to_the_same_weights(tiny_mini, tmp_path):
     from safetensors.torch import load_file
 
