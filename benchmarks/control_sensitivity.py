@@ -25,23 +25,24 @@ def sensitivity(case_dir: Path, every: int) -> dict:
     from eym.media import read_frames
     from eym_model.components import load_components
     from eym_model.diffusion import encode_prompts
+    from eym_model.pipeline import EditYourMotionPipeline, skeleton_tensor
     from stages.common import OFFSET, POSE, default_params_files, load_params, section, source_dir
     from stages.sample import starting_noise
-    from stages.tune import load_stage_weights, skeleton_tensor
+    from stages.tune import load_stage_weights
 
     params = load_params(default_params_files(case_dir))
     p = section(params, "sampling")
-    components = load_components(section(params, "model"))
-    source_folder = source_dir(case_dir)
+    pipe = EditYourMotionPipeline(load_components(section(params, "model")))
+    components, source_folder = pipe.components, source_dir(case_dir)
     for stage in ("stage1", "stage2"):
         if (source_folder / stage / "weights.safetensors").is_file():
-            load_stage_weights(components, source_folder, (stage,))
+            load_stage_weights(pipe, source_folder, (stage,))
     model, base = components.model.eval(), components.base
     reference = read_frames(case_dir / OFFSET / "aligned_skeleton")
     own = read_frames(source_folder / POSE / "source_skeleton")[: len(reference)]
     ref_skel = skeleton_tensor(reference).to(components.device, components.dtype)
     own_skel = skeleton_tensor(own).to(components.device, components.dtype)
-    text = encode_prompts(base.tokenizer, base.text_encoder, [str(params.get("prompt") or "")])
+    text = encode_prompts(base.tokenizer, base.text_encoder, [str(params["prompt"] or "")])
     x = starting_noise(source_folder, p, len(reference)).to(components.device)
     scheduler = DDIMScheduler.from_config(base.scheduler_config)
     scheduler.set_timesteps(int(p["steps"]), device=x.device)

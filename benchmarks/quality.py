@@ -289,7 +289,7 @@ def main() -> None:
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from eym.puppet.benchmark import make_benchmark
-    from flows.cli import overrides_from
+    from flows.overrides import overrides_from
     from flows.pipeline import edit_batch, with_runner
     from flows.runtime import prefect_api
 

@@ -136,7 +136,9 @@ class VideoFeatures:
     def __init__(self, file: str | None, what: str, device: str = "cpu", min_frames: int = 10):
         path = Path(file).expanduser() if file else None
         if path is None or not path.is_file():
-            raise MissingWeightsError(f"{what} needs a TorchScript video network (looked for {path}); see the README")
+            raise MissingWeightsError(
+                f"{what} needs a TorchScript video network (looked for {path}); see the README, Weights"
+            )
         self.model = torch.jit.load(str(path), map_location=device).eval()
         self.device, self.what, self.min_frames = device, what, min_frames
 

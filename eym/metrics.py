@@ -1,4 +1,4 @@
-"""Metric formulas that need no pretrained network, as the peers define them (see the README).
+"""Metric formulas that need no pretrained network, as the peers define them (see docs/method.md, Metrics).
 
 Videos are uint8 arrays (frames, H, W, 3). Per-frame values are averaged over frames.
 """

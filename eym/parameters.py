@@ -1,5 +1,5 @@
-"""The parameter schema: every key of params.yaml with its type, allowed values and meaning, and the
-check that runs before anything else does.
+"""Parameters in layers, checked against the schema (eym.schema) before anything else runs, and
+completed with its defaults for the stages.
 
 Parameters arrive in layers (the repository's params.yaml, a case's params.yaml, ``--params`` files,
 ``--set`` pairs, a manifest row's ``params``); ``check_layers`` finds unknown keys in each layer
@@ -11,294 +11,21 @@ from __future__ import annotations
 import copy
 import difflib
 from pathlib import Path
-from typing import Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ValidationError
 
 from .errors import InputError
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
-
-
-def _multiple_of_8(value: int) -> int:
-    if value <= 0 or value % 8:
-        raise ValueError("must be a positive multiple of 8")
-    return value
-
-
-class Puppet(Section):
-    cases: int = Field(80, ge=1, description="cases of the synthetic benchmark (root dvc.yaml: puppet_benchmark)")
-    seed: int = Field(0, ge=0, description="benchmark seed: case i uses seed * 100003 + i")
-    size: int = Field(512, description="frame side in pixels")
-    frames: int = Field(24, ge=1, description="frames per clip")
-    fps: float = Field(12, gt=0, description="frame rate of the clips")
-    image_source_every: int = Field(8, ge=0, description="every Nth source is a single image (0: none)")
-    references_per_source: int = Field(1, ge=1, description="K: cases / K sources, each with K references")
-
-    _size = field_validator("size")(_multiple_of_8)
-
-
-class Frames(Section):
-    count: Optional[int] = Field(8, ge=1, description="frames per clip (null: all that fit)")
-    stride: int = Field(2, ge=1, description="take every Nth frame (Tune-A-Video's sample_frame_rate)")
-    fps: Optional[float] = Field(None, gt=0, description="or sample at this frame rate instead of a stride")
-    start: int = Field(0, ge=0, description="first frame index")
-    width: int = Field(128, description="resize to cover, then centre-crop (multiples of 8)")
-    height: int = Field(128, description="as width")
-
-    _sides = field_validator("width", "height")(_multiple_of_8)
-
-
-class Segmentation(Section):
-    backend: Literal["mediapipe", "rembg"] = Field("mediapipe", description="mediapipe (offline) or rembg")
-    threshold: float = Field(0.5, gt=0.0, lt=1.0, description="person probability threshold")
-    dilate: int = Field(0, ge=0, description="grow masks by this many pixels")
-    min_area: float = Field(0.002, ge=0.0, lt=1.0, description="a smaller mask (share of the frame) is no person")
-    max_missing_fraction: float = Field(0.25, ge=0.0, le=1.0, description="share of frames allowed without person")
-    mediapipe_model: Literal[0, 1] = Field(0, description="selfie segmentation: 0 general, 1 landscape")
-    rembg_model: str = Field("u2net_human_seg", description="rembg model name, in $U2NET_HOME or ~/.u2net")
-    rembg_model_path: Optional[str] = Field(None, description="or a local .onnx file")
-
-
-class Pose(Section):
-    backend: Literal["mediapipe", "openpose", "dwpose"] = Field("mediapipe", description="pose detector")
-    source_frames: Literal["full", "masked"] = Field(
-        "full", description="detect the source's pose on its full frames or, as the paper, its masked ones"
-    )
-    min_confidence: float = Field(0.3, ge=0.0, le=1.0, description="joints below it count as missing")
-    max_missing_fraction: float = Field(0.25, ge=0.0, le=1.0, description="share of frames allowed without body")
-    interpolate_missing: bool = Field(True, description="fill short gaps of a joint over time")
-    mediapipe_complexity: Literal[0, 1, 2] = Field(1, description="BlazePose model; only 1 ships in the wheel")
-    annotator: str = Field("lllyasviel/Annotators", description="OpenPose body_pose_model.pth: hub id or folder")
-    dwpose: str = Field("yzd-v/DWPose", description="DWPose ONNX models: hub id or folder")
-    allow_download: bool = Field(False, description="let the hub download missing detector weights")
-
-
-class Verdict(Section):
-    min_scale: float = Field(0.2, gt=0.0, description="smallest plausible source/reference size ratio")
-    max_scale: float = Field(5.0, gt=0.0, description="largest plausible source/reference size ratio")
-    min_inside_fraction: float = Field(0.5, ge=0.0, le=1.0, description="share of joints that must stay in frame")
-    warn_inside_fraction: float = Field(
-        0.9, ge=0.0, le=1.0, description="below it a good verdict warns and names the joints that leave the frame"
-    )
-
-
-class Offset(Section):
-    retarget: Literal["bones", "scale", "none"] = Field(
-        "bones", description="bones: the source's bone lengths and the reference's angles; scale: one scale"
-    )
-    anchor: Literal["auto", "feet", "mid_hip", "neck", "shoulder_centre"] = Field(
-        "auto", description="the point put on the source's; auto: the first of feet, mid_hip, neck, shoulders found"
-    )
-    mode: Literal["video", "frame"] = Field("video", description="one translation, or one per frame")
-    min_confidence: float = Field(0.3, ge=0.0, le=1.0, description="joints below it are dropped")
-    min_visible_fraction: float = Field(0.25, ge=0.0, le=1.0, description="a segment counts when seen this often")
-    preview_frames: int = Field(4, ge=1, description="rows of offset/preview.png")
-    verdict: Verdict = Field(default_factory=Verdict, description="a bad verdict stops the case before tuning")
-
-
-class Model(Section):
-    base: str = Field(description="Stable-Diffusion-1.5-layout base model: hub id (local cache) or folder")
-    controlnet: str = Field(description="OpenPose ControlNet: hub id or folder")
-    allow_download: bool = Field(False, description="let the hub download missing weights (needs network)")
-    variant: Optional[str] = Field(None, description="a repository's weight variant, e.g. fp16")
-    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="auto | cpu | cuda | cuda:N")
-    precision: Literal["auto", "fp32", "fp16", "bf16"] = Field("auto", description="auto: fp16 on CUDA, fp32 on CPU")
-    spatial_attention: Literal["rca", "frame", "sparse_causal", "full"] = Field(
-        "rca", description='rca | frame ("w/o RCA") | sparse_causal (Tune-A-Video) | full'
-    )
-    rca_edge: Literal["paper", "circular"] = Field("paper", description="RCA at the first and last frames")
-    motion_attention: bool = Field(True, description='false: "w/o MA", ControlNet residuals added directly')
-    motion_attention_dim: int = Field(128, ge=1, description="MA's inner width")
-    motion_attention_heads: int = Field(4, ge=1, description="MA's attention heads")
-    temporal_head_dim: int = Field(64, ge=1, description="head width of the temporal attention layers")
-    max_frames: int = Field(64, ge=1, description="longest clip the temporal layers accept")
-    attention_backend: Literal["auto", "native", "xformers"] = Field("auto", description="attention kernels")
-    gradient_checkpointing: bool = Field(True, description="trade compute for memory while tuning")
-    init_seed: int = Field(0, description="initial weights of the new layers (their outputs start at zero)")
-    vae_chunk: int = Field(8, ge=1, description="frames per VAE call (VAE slicing)")
-
-
-def _known_group(name: str) -> str:
-    from eym_model.trainable import group_pattern
-
-    try:
-        group_pattern(name)
-    except ValueError as exc:
-        raise ValueError(str(exc)) from None
-    return name
-
-
-class Tuning(Section):
-    enabled: bool = Field(True, description="false: the stage writes empty outputs")
-    steps: int = Field(300, ge=0, description="training steps (the paper's best: 300)")
-    trainable: list[str] = Field(description="parameter groups trained: temporal, motion_attention, ...")
-    masked: bool = Field(description="train on background-masked frames")
-    lr: float = Field(3.0e-5, ge=0.0, description="AdamW learning rate")
-    weight_decay: float = Field(0.01, ge=0.0, description="AdamW weight decay")
-    adam_betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
-    adam_epsilon: float = Field(1.0e-8, gt=0.0, description="AdamW epsilon")
-    max_grad_norm: float = Field(1.0, gt=0.0, description="gradient clipping")
-    seed: int = Field(33, description="seed of the stage's own noise stream (derived with the stage name)")
-    checkpoint_every: int = Field(50, ge=1, description="steps between resumable checkpoints")
-    use_8bit_adam: bool = Field(False, description="bitsandbytes' AdamW8bit (CUDA)")
-    conditioning_scale: float = Field(1.0, ge=0.0, description="ControlNet residual scale while tuning")
-    save_dtype: Literal["fp32", "fp16", "bf16"] = Field("fp32", description="dtype of the saved weights")
-
-    @field_validator("trainable")
-    @classmethod
-    def _groups(cls, value: list[str]) -> list[str]:
-        return [_known_group(g) for g in value]
-
-    @field_validator("adam_betas")
-    @classmethod
-    def _betas(cls, value):
-        if not all(0.0 <= b < 1.0 for b in value):
-            raise ValueError("each beta must be in [0, 1)")
-        return value
-
-
-class Inversion(Section):
-    enabled: bool = Field(True, description="false: no inversion (edits sample from noise or copy the source)")
-    steps: int = Field(50, ge=1, description="DDIM inversion steps (sampling.steps must be the same)")
-    use_prompt: bool = Field(False, description="invert with the case's prompt instead of the empty one")
-    controlnet: bool = Field(False, description="also feed the source skeletons through ControlNet")
-    check_reconstruction: bool = Field(True, description="re-sample the inverted noise and report the error")
-
-
-class Sampling(Section):
-    start: Literal["inverted", "noise", "source"] = Field(
-        "inverted", description='inverted (the method) | noise ("ControlNet only") | source ("copy the source")'
-    )
-    steps: int = Field(50, ge=1, description="DDIM steps (must equal inversion.steps)")
-    guidance_scale: float = Field(1.0, ge=0.0, description="classifier-free guidance (1: none, as in the paper)")
-    negative_prompt: str = Field("", description="the unconditional prompt of guidance")
-    conditioning_scale: float = Field(1.0, ge=0.0, description="ControlNet residual scale")
-    eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM eta (0: deterministic)")
-    seed: int = Field(33, description="seed of the sampling noise (used when eta > 0)")
-
-
-class Evaluation(Section):
-    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="device of the metric networks")
-    lpips_backbone: str = Field(description="torchvision's ImageNet AlexNet (or VGG) weights file")
-    lpips_net: Literal["alex", "vgg", "squeeze"] = Field("alex", description="LPIPS backbone")
-    clip: str = Field(description="CLIP ViT-L/14: hub id or folder")
-    allow_download: bool = Field(False, description="let the hub download metric networks")
-    pose_backend: Literal["mediapipe", "openpose", "dwpose"] = Field("mediapipe", description="for pose PCK")
-    pck_alpha: float = Field(0.1, gt=0.0, le=1.0, description="PCK threshold as a share of the person's size")
-    pose_margin: float = Field(
-        0.1, ge=0.0, le=1.0, description="MediaPipe's border when it re-detects the edit, share of the frame's side"
-    )
-    fvd_model: Optional[str] = Field(None, description="StyleGAN-V's i3d_torchscript.pt (batch-level FVD)")
-    fid_vid_model: Optional[str] = Field(None, description="a 3D ResNet-50 TorchScript for FID-VID")
-    video_min_frames: int = Field(10, ge=1, description="shortest clip the video networks take")
-
-
-class MiniData(Section):
-    size: int = Field(128, description="frame side in pixels")
-    train_actors: int = Field(ge=1, description="characters from the training seed range")
-    heldout_actors: int = Field(ge=1, description="characters from the held-out seed range")
-    poses_per_actor: int = Field(4, ge=1, description="poses drawn per character")
-    workers: int = Field(2, ge=1, description="processes drawing frames")
-
-    _size = field_validator("size")(_multiple_of_8)
-
-
-class MiniTraining(Section):
-    steps: int = Field(ge=1, description="optimizer steps")
-    batch: int = Field(ge=1, description="frames per step")
-    lr: float = Field(gt=0.0, description="peak learning rate")
-    warmup: int = Field(ge=0, description="linear warm-up steps")
-    final_lr_fraction: float = Field(ge=0.0, le=1.0, description="cosine decay ends at this share of lr")
-    ema: float = Field(ge=0.0, lt=1.0, description="EMA decay of the saved weights")
-    precision: Literal["fp32", "fp16", "bf16"] = Field("bf16", description="autocast dtype")
-    checkpoint_every: int = Field(200, ge=1, description="steps between resumable checkpoints")
-
-
-class MiniVAE(MiniTraining):
-    block_out_channels: list[int] = Field(description="channels per level (4 levels: 8x down)")
-    layers_per_block: int = Field(1, ge=1, description="resnets per level")
-    latent_channels: int = Field(4, ge=1, description="latent channels (SD 1.5: 4)")
-    norm_num_groups: int = Field(16, ge=1, description="GroupNorm groups")
-    initial_logvar: float = Field(0.0, description="initial posterior log-variance")
-    mse_weight: float = Field(1.0, ge=0.0, description="loss: L1 + mse_weight x MSE + kl_weight x KL")
-    kl_weight: float = Field(1.0e-6, ge=0.0, description="Stable Diffusion's 1e-6")
-    masked_fraction: float = Field(0.15, ge=0.0, le=1.0, description="frames shown with a black background")
-    heldout_every: int = Field(250, ge=1, description="steps between held-out PSNR checks")
-    heldout_check_frames: int = Field(32, ge=1, description="held-out frames of each check")
-
-
-class MiniTextEncoder(Section):
-    hidden_size: int = Field(ge=1, description="text embedding width (the UNet's cross-attention width)")
-    intermediate_size: int = Field(ge=1, description="feed-forward width")
-    heads: int = Field(ge=1, description="attention heads")
-    layers: int = Field(ge=1, description="transformer layers")
-
-
-class MiniUNet(Section):
-    block_out_channels: list[int] = Field(description="channels per level")
-    layers_per_block: int = Field(1, ge=1, description="resnets per level")
-    heads: int = Field(8, ge=1, description="attention heads")
-    norm_num_groups: int = Field(16, ge=1, description="GroupNorm groups")
-
-
-class MiniDiffusion(MiniTraining):
-    text_encoder: MiniTextEncoder
-    unet: MiniUNet
-    weight_decay: float = Field(0.01, ge=0.0, description="AdamW weight decay")
-    min_snr_gamma: float = Field(5.0, ge=0.0, description="min-SNR loss weighting (0: off)")
-    prompt_dropout: float = Field(0.1, ge=0.0, le=1.0, description='share of "" prompts (inversion, guidance)')
-    controlnet_dropout: float = Field(0.3, ge=0.0, le=1.0, description="share of batches without ControlNet")
-    masked_fraction: float = Field(0.15, ge=0.0, le=1.0, description="extra latents of masked frames")
-    skeleton_jitter: float = Field(0.7, ge=0.0, description="pixels of noise on the drawn joints")
-    skeleton_drop: float = Field(0.2, ge=0.0, le=1.0, description="share of skeletons that lose 1-3 joints")
-    draw_workers: int = Field(0, ge=0, description="processes drawing skeleton batches ahead (0: in the loop)")
-    start_from: Optional[str] = Field(
-        None, description="an exported eym-mini folder (models/eym-mini) to go on training from, same architecture"
-    )
-
-
-class MiniExport(Section):
-    eval_frames: int = Field(64, ge=1, description="held-out skeletons of the ControlNet pose check")
-    eval_steps: int = Field(50, ge=1, description="DDIM steps of the check")
-    eval_guidance_scale: float = Field(1.0, ge=0.0, description="guidance of the check (as sampling's)")
-    eval_conditioning_scale: float = Field(1.5, ge=0.0, description="ControlNet scale of the check (as sampling's)")
-    eval_seed: int = Field(0, description="noise seed of the check")
-    detect_size: int = Field(256, ge=8, description="frames are upscaled to this before MediaPipe")
-    detect_margin: float = Field(
-        0.25, ge=0.0, le=1.0, description="border added on each side before MediaPipe, share of the frame's side"
-    )
-
-
-class EymMini(Section):
-    seed: int = Field(0, description="seed of every phase")
-    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="auto | cpu | cuda")
-    max_minutes: Optional[float] = Field(None, gt=0, description="each run of a phase stops here (resumable)")
-    data: MiniData
-    vae: MiniVAE
-    diffusion: MiniDiffusion
-    export: MiniExport
-
-
-class Parameters(Section):
-    """Every section of params.yaml (puppet and eym_mini only matter to their root DVC stages)."""
-
-    puppet: Optional[Puppet] = None
-    frames: Frames
-    segmentation: Segmentation
-    pose: Pose
-    offset: Offset
-    prompt: str = Field("", description="the case's prompt: each case folder's params.yaml sets it")
-    model: Model
-    stage1: Tuning
-    stage2: Tuning
-    inversion: Inversion
-    sampling: Sampling
-    evaluation: Evaluation
-    eym_mini: Optional[EymMini] = None
+from .schema import (  # noqa: F401 (the schema's names are part of this module's API)
+    TRAINABLE_ALIASES,
+    TRAINABLE_GROUPS,
+    TRAINABLE_PROJECTION,
+    EymMini,
+    Model,
+    Parameters,
+    Puppet,
+    Verdict,
+)
 
 
 def _section_model(annotation):
@@ -445,6 +172,19 @@ def merge_checked(layers: list[tuple[str, dict]]) -> dict:
     return check_layers(layers, merged)
 
 
+def complete(checked: dict) -> dict:
+    """Checked parameters with every default of the schema filled in (the optional root sections,
+    puppet and eym_mini, stay absent when absent): what the stages and the model read."""
+    filled = Parameters.model_validate(checked).model_dump()
+    return {key: value for key, value in filled.items() if value is not None or key not in ("puppet", "eym_mini")}
+
+
+def section_values(params: dict, name: str) -> dict:
+    """One section of ``params``, checked and completed with the schema's defaults."""
+    values = {name: params.get(name) or {}}
+    return complete(check_layers([("the parameters given", values)], values))[name]
+
+
 def load_checked(files: list[str | Path]) -> dict:
-    """Parameter files merged in order and checked."""
-    return merge_checked([(str(f), read_layer(f)) for f in files])
+    """Parameter files merged in order, checked, and completed with the schema's defaults."""
+    return complete(merge_checked([(str(f), read_layer(f)) for f in files]))

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from eym.parameters import section_values
+
 from .loading import BaseModel, load_base_model, load_controlnet, resolve_device, resolve_dtype
 from .video_model import EditYourMotionModel, VideoModelConfig, build_video_model
 
@@ -19,6 +21,7 @@ class Components:
     model: EditYourMotionModel
     device: str
     dtype: torch.dtype  # weights of the frozen parts and the autocast dtype
+    vae_chunk: int  # frames per VAE call (model.vae_chunk)
 
     def autocast(self):
         return torch.autocast(self.device.split(":")[0], dtype=self.dtype, enabled=self.dtype != torch.float32)
@@ -31,9 +34,12 @@ class Components:
 
 
 def load_components(model_params: dict, with_controlnet: bool = True) -> Components:
-    device = resolve_device(str(model_params.get("device", "auto")))
-    dtype = resolve_dtype(str(model_params.get("precision", "auto")), device)
-    allow, variant = bool(model_params.get("allow_download", False)), model_params.get("variant")
+    """The base model, ControlNet and video model of a ``model`` parameter section (the schema's defaults
+    fill in what it leaves out)."""
+    model_params = section_values({"model": model_params}, "model")
+    device = resolve_device(model_params["device"])
+    dtype = resolve_dtype(model_params["precision"], device)
+    allow, variant = model_params["allow_download"], model_params["variant"]
     base = load_base_model(model_params["base"], dtype, device, allow, variant)
     controlnet = load_controlnet(model_params["controlnet"], dtype, device, allow, variant) if with_controlnet else None
     config = VideoModelConfig.from_params(model_params)
@@ -49,4 +55,4 @@ def load_components(model_params: dict, with_controlnet: bool = True) -> Compone
         config.spatial_attention,
         "on" if model.use_motion_attention else "off",
     )
-    return Components(base, model, device, dtype)
+    return Components(base, model, device, dtype, model_params["vae_chunk"])

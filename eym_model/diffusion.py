@@ -112,7 +112,8 @@ def ddim_invert(
     latents: torch.Tensor,
     text: torch.Tensor,
     scheduler_config: dict,
-    num_steps: int = 50,
+    *,
+    steps: int = 50,
     skeletons=None,
     conditioning_scale: float = 1.0,
     progress: bool = True,
@@ -121,7 +122,7 @@ def ddim_invert(
     from diffusers import DDIMInverseScheduler
 
     scheduler = DDIMInverseScheduler.from_config(scheduler_config)
-    scheduler.set_timesteps(num_steps, device=latents.device)
+    scheduler.set_timesteps(steps, device=latents.device)
     x = latents
     for t in track(scheduler.timesteps, len(scheduler.timesteps), "DDIM inversion", enabled=progress):
         eps = model(x, t, text, skeletons, conditioning_scale)
@@ -135,7 +136,8 @@ def ddim_sample(
     noise: torch.Tensor,
     text: torch.Tensor,
     scheduler_config: dict,
-    num_steps: int = 50,
+    *,
+    steps: int = 50,
     skeletons=None,
     conditioning_scale: float = 1.0,
     guidance_scale: float = 1.0,
@@ -148,7 +150,7 @@ def ddim_sample(
     from diffusers import DDIMScheduler
 
     scheduler = DDIMScheduler.from_config(scheduler_config)
-    scheduler.set_timesteps(num_steps, device=noise.device)
+    scheduler.set_timesteps(steps, device=noise.device)
     x = noise
     for t in track(scheduler.timesteps, len(scheduler.timesteps), "DDIM sampling", enabled=progress):
         eps = _predict(model, x, t, text, skeletons, conditioning_scale, guidance_scale, uncond)

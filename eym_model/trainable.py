@@ -21,28 +21,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from eym.atomic import atomic_path
+from eym.schema import TRAINABLE_ALIASES, TRAINABLE_GROUPS, TRAINABLE_PROJECTION
 
 if TYPE_CHECKING:  # torch is imported where it is used: the parameter check needs the group names only
     import torch
 
-_PROJECTIONS = r"(to_q|to_k|to_v|to_out\.0)"
-NAMED_GROUPS = {
+NAMED_GROUPS = {  # the names are the schema's (eym.schema.TRAINABLE_GROUPS)
     "temporal": re.compile(r"^temporal\."),
     "motion_attention": re.compile(r"^motion_attention\."),
-    "spatial_attention": re.compile(rf"^unet\..*\.attn1\.{_PROJECTIONS}\."),
+    "spatial_attention": re.compile(r"^unet\..*\.attn1\.(to_q|to_k|to_v|to_out\.0)\."),
 }
-ALIASES = {"rca": "spatial_attention"}
+assert tuple(NAMED_GROUPS) == TRAINABLE_GROUPS
 
 
 def group_pattern(group: str) -> re.Pattern:
-    group = ALIASES.get(group, group)
+    group = TRAINABLE_ALIASES.get(group, group)
     if group in NAMED_GROUPS:
         return NAMED_GROUPS[group]
-    if re.fullmatch(rf"attn[12]\.{_PROJECTIONS}", group):
+    if re.fullmatch(TRAINABLE_PROJECTION, group):
         return re.compile(rf"^unet\..*\.{re.escape(group)}\.")
-    raise ValueError(
-        f"unknown trainable group {group!r}: use {sorted(NAMED_GROUPS) + sorted(ALIASES)} or e.g. 'attn1.to_q'"
-    )
+    known = sorted(NAMED_GROUPS) + sorted(TRAINABLE_ALIASES)
+    raise ValueError(f"unknown trainable group {group!r}: use {known} or e.g. 'attn1.to_q'")
 
 
 def select(model: torch.nn.Module, groups: list[str]) -> dict[str, torch.nn.Parameter]:

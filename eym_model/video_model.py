@@ -154,20 +154,27 @@ class EditYourMotionModel(nn.Module):
         return out.reshape(batch, frames, *out.shape[1:]).transpose(1, 2)
 
 
+def _schema_default(name: str):
+    from eym.schema import Model
+
+    return Model.model_fields[name].default
+
+
 @dataclass
 class VideoModelConfig:
-    """The video model's switches, as named in params.yaml (section ``model``)."""
+    """The video model's switches, as named in params.yaml (section ``model``); their defaults are the
+    schema's (eym.schema.Model)."""
 
-    spatial_attention: str = "rca"  # frame | rca | sparse_causal | full
-    rca_edge: str = "paper"  # paper | circular
-    motion_attention: bool = True  # False: the paper's "w/o MA" (ControlNet residuals added directly)
-    motion_attention_dim: int = 128
-    motion_attention_heads: int = 4
-    temporal_head_dim: int = 64
-    max_frames: int = 64
-    attention_backend: str = "auto"  # auto | native | xformers
-    gradient_checkpointing: bool = False
-    init_seed: int = 0  # the new layers' initial weights (their outputs start at zero)
+    spatial_attention: str = _schema_default("spatial_attention")  # frame | rca | sparse_causal | full
+    rca_edge: str = _schema_default("rca_edge")  # paper | circular
+    motion_attention: bool = _schema_default("motion_attention")  # False: "w/o MA"
+    motion_attention_dim: int = _schema_default("motion_attention_dim")
+    motion_attention_heads: int = _schema_default("motion_attention_heads")
+    temporal_head_dim: int = _schema_default("temporal_head_dim")
+    max_frames: int = _schema_default("max_frames")
+    attention_backend: str = _schema_default("attention_backend")  # auto | native | xformers
+    gradient_checkpointing: bool = _schema_default("gradient_checkpointing")
+    init_seed: int = _schema_default("init_seed")  # the new layers' initial weights (their outputs start at zero)
 
     @classmethod
     def from_params(cls, params: dict) -> "VideoModelConfig":

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from pathlib import Path
 
-import yaml
+from .new_cases import create_cases_from
+from .overrides import absolute_paths, override_layers, overrides_from
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
@@ -32,143 +32,11 @@ OUTPUTS = (
 )
 
 
-def parse_value(text: str):
-    """A --set value: YAML scalars and lists (3, 0.5, true, null, [a, b]) or a plain string."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def override_layers(args) -> list[tuple[str, dict]]:
-    """The parameter overrides of the command line, each with where it came from: --params files,
-    --set KEY=VALUE pairs and the weight and detector options (merged in that order)."""
-    from eym.errors import InputError
-    from eym.parameters import read_layer
-
-    layers = [(str(Path(file).resolve()), read_layer(file)) for file in getattr(args, "params", None) or []]
-
-    def put(tree: dict, dotted: str, value):
-        *parents, last = dotted.split(".")
-        for key in parents:
-            tree = tree.setdefault(key, {})
-        tree[last] = value
-
-    sets: dict = {}
-    for item in getattr(args, "set", None) or []:
-        if "=" not in item:
-            raise InputError(f"eym-edit: --set needs KEY=VALUE (e.g. stage1.steps=200), got {item!r}")
-        key, value = item.split("=", 1)
-        put(sets, key.strip(), parse_value(value))
-    options: dict = {}
-    for option, dotted in (
-        ("base_model", "model.base"),
-        ("controlnet", "model.controlnet"),
-        ("pose_backend", "pose.backend"),
-        ("annotator", "pose.annotator"),
-        ("segmentation_backend", "segmentation.backend"),
-    ):
-        if getattr(args, option, None):
-            put(options, dotted, getattr(args, option))
-    return layers + [
-        (name, values) for name, values in (("--set", sets), ("the command-line options", options)) if values
-    ]
-
-
-def overrides_from(args) -> dict:
-    """The command line's parameter overrides, merged (see override_layers)."""
-    from eym.parameters import deep_merge
-
-    params: dict = {}
-    for _, values in override_layers(args):
-        params = deep_merge(params, values)
-    return params
-
-
-def _absolute(params: dict) -> dict:
-    """Path parameters of the command line made absolute: ./ and ../ values, and any other value that
-    names an existing file or folder from here (``--base-model models/sd15``): the stages run elsewhere."""
-    from eym.manifest import map_path_params, resolve_path_params
-
-    def here(value: str) -> str:
-        path = Path(value).expanduser()
-        return str(path.resolve()) if not path.is_absolute() and path.exists() else value
-
-    return map_path_params(resolve_path_params(params, Path.cwd()), here, relative_only=False)
-
-
-def add_to_manifest(manifest: Path, row: dict) -> None:
-    """Append (or replace, by id) a row of the user's manifest, under a file lock: several eym-edit
-    processes may add rows at the same moment."""
-    import fcntl
-
-    from eym.atomic import write_text
-
-    with open(manifest.with_name(f".{manifest.name}.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        data = yaml.safe_load(manifest.read_text()) if manifest.is_file() else None
-        rows = [r for r in (data or {}).get("cases", []) if r.get("id") != row["id"]]
-        write_text(manifest, yaml.safe_dump({"cases": rows + [row]}, sort_keys=False, width=120))
-
-
-def default_id(source: Path, reference: Path) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{source.stem}-to-{reference.stem}")[:100]
-
-
 def print_outputs(case_dir: Path) -> None:
     print(f"\ncase folder: {case_dir}")
     for label, rel in OUTPUTS:
         path = case_dir / rel
         print(f"  {label:<13} {path}{'' if path.exists() else '  (missing)'}")
-
-
-def create_cases_from(args) -> tuple[list[Path], str | None]:
-    """The edit folders (and manifest rows) for --source, each --reference and the parameter options,
-    and a note when the base model does not know the source's world (eym-mini on real footage)."""
-    from eym.errors import InputError
-    from eym.manifest import parse_row
-    from eym.parameters import read_layer
-    from eym_model.loading import domain_warning
-    from flows.cases import create_case
-    from flows.pipeline import repo_root
-    from flows.preflight import preflight
-
-    workspace = repo_root(args.workspace)
-    source = Path(args.source).resolve()
-    references = [Path(r).resolve() for r in args.reference]
-    truths = [Path(t).resolve() for t in getattr(args, "ground_truth", None) or []]
-    if truths and len(truths) != len(references):
-        raise InputError(f"eym-edit: {len(truths)} --ground-truth for {len(references)} --reference: give one each")
-    manifest = (args.manifest or workspace / "data" / "manifest.yaml").resolve()
-    layers = [(name, _absolute(values)) for name, values in override_layers(args)]
-    params = _absolute(overrides_from(args))
-    rows, cases = [], []
-    for k, reference in enumerate(references):
-        case_id = args.id if args.id and len(references) == 1 else None
-        case_id = case_id or (f"{args.id}-{k + 1}" if args.id else default_id(source, reference))
-        row = {
-            "id": case_id,
-            "source": os.path.relpath(source, manifest.parent),
-            "reference": os.path.relpath(reference, manifest.parent),
-            "prompt": args.prompt,
-        }
-        if getattr(args, "source_prompt", None):
-            row["source_prompt"] = args.source_prompt
-        if truths:
-            row["ground_truth"] = os.path.relpath(truths[k], manifest.parent)
-        if params:
-            row["params"] = params
-        cases.append(parse_row(row, manifest.parent, "eym-edit"))  # a bad row never reaches the manifest
-        rows.append(row)
-    repo_params = workspace / "params.yaml"
-    merged = preflight([(str(repo_params), read_layer(repo_params)), *layers], models=args.command != "preview")
-    manifest.parent.mkdir(parents=True, exist_ok=True)
-    folders = []
-    for row, case in zip(rows, cases):
-        folders.append(create_case(case, workspace / args.cases_root, workspace))  # refuses an id taken
-        add_to_manifest(manifest, row)
-        print(f"case {case.id}: {folders[-1]} (manifest row in {manifest})")
-    return folders, domain_warning(str(merged["model"]["base"]), source)
 
 
 def _fail(exc) -> int:
@@ -191,9 +59,9 @@ def cmd_run(args) -> int:
 def cmd_preview(args) -> int:
     """Frames, segmentation, pose and retargeting only: the preview image and the verdict, in seconds."""
     from eym.errors import EYMError
-    from flows.pipeline import dvc_repro, stage_error
     from flows.registry import PREPARATION_STAGES, RETARGETING_STAGES
     from flows.runtime import case_locks, run_supervised
+    from flows.stage_task import dvc_repro, stage_error
     from stages.common import read_case
 
     try:
@@ -305,8 +173,8 @@ def interrupted_exit() -> int:
 def cmd_case(args) -> int:
     from eym.errors import EYMError
     from eym.parameters import read_layer
-    from flows.pipeline import repo_root
     from flows.preflight import preflight
+    from flows.stage_task import repo_root
     from stages.common import default_params_files
 
     case_dir = Path(args.case_dir).resolve()
@@ -329,8 +197,8 @@ def cmd_batch(args) -> int:
 
     try:  # bad rows, parameters and weights and a missing workspace are reported before any flow starts
         workspace = repo_root(Path(args.cases_root).resolve().parent)
-        layers = [(name, _absolute(values)) for name, values in override_layers(args)]
-        overrides = _absolute(overrides_from(args))
+        layers = [(name, absolute_paths(values)) for name, values in override_layers(args)]
+        overrides = absolute_paths(overrides_from(args))
         check_manifest(args.manifest, workspace / "params.yaml", layers)
         # the folders exist before they are locked (the locks read each case's source folders)
         case_dirs = create_cases(args.manifest, Path(args.cases_root).resolve(), workspace, overrides)

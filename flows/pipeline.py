@@ -13,175 +13,28 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from prefect import allow_failure, flow, get_run_logger, task
+from prefect import allow_failure, flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 
-from eym.errors import InputError
 from eym.parameters import read_layer
 
 from .cases import create_cases, retargeting_key
-from .registry import CHECKPOINTS, EDIT_STAGE_NAMES, GPU_STAGES, RUN_ORDER, SOURCE_STAGE_NAMES
-
-_gpu_slots = threading.BoundedSemaphore(1)
-
-
-@dataclass
-class StageOutcome:
-    case: str
-    stage: str
-    status: str  # ran | cached
-    seconds: float
-    worker: str = ""  # the Dask worker (or host) that ran it
-    log_tail: list[str] = field(default_factory=list)
-
-
-def repo_root(path: Path) -> Path:
-    """The DVC workspace holding ``path`` (the nearest folder above it with a .dvc folder)."""
-    from eym.workspace import find_workspace
-
-    workspace = find_workspace(path)
-    if workspace is not None:
-        return workspace
-    raise InputError(
-        f"{path} is not inside a DVC workspace (no .dvc folder above it): run inside the project "
-        f"repository, or `dvc init` the folder that holds your cases"
-    )
-
-
-def set_gpu_slots(count: int) -> None:
-    global _gpu_slots
-    _gpu_slots = threading.BoundedSemaphore(max(1, count))
-
-
-def _reason(lines: list[str]) -> str:
-    """The stage's own error line ("<stage> failed: ..."), else DVC's, else the last line."""
-    for pattern in (r"ERROR (\w+ (?:failed|interrupted): .*)", r"ERROR: (.*)"):
-        for line in reversed(lines):
-            match = re.search(pattern, line)
-            if match:
-                return match.group(1).strip()
-    return lines[-1].strip() if lines else "no output"
-
-
-LOG_DIR = "logs"  # a case's full stage logs: <case>/logs/<stage>.log (not tracked)
-
-
-def dvc_repro(case_dir: Path, stage: str, on_line=None) -> tuple[int, str, list[str]]:
-    """``dvc repro --single-item`` of one stage of a case, in a process group that eym-edit stops on
-    interruption: (exit code, ran|cached, output lines). The full output goes to the stage's log file."""
-    from .runtime import SUPERVISOR
-
-    case_dir = Path(case_dir).resolve()
-    root = repo_root(case_dir)
-    target = f"{case_dir.relative_to(root)}/dvc.yaml:{stage}"
-    log_file = stage_log(case_dir, stage)
-    proc = SUPERVISOR.spawn(
-        [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", target],
-        label=f"{case_dir.name}/{stage}",
-        cwd=root,
-        env=stage_environment(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        bufsize=1,
-    )
-    lines, status = [], "ran"
-    try:
-        with open(log_file, "w") as full:
-            for line in proc.stdout:
-                full.write(line)
-                line = line.rstrip()
-                if not line or "\r" in line:
-                    continue
-                lines.append(line)
-                if "didn't change, skipping" in line or "is cached - skipping run" in line:
-                    status = "cached"  # up to date, or restored from DVC's run cache
-                if on_line:
-                    on_line(line)
-        code = proc.wait()
-    finally:
-        SUPERVISOR.release(proc)
-    if code == 0:
-        remove_leftover_checkpoint(case_dir, stage)
-    return code, status, lines
-
-
-def stage_log(case_dir: Path, stage: str) -> Path:
-    folder = Path(case_dir) / LOG_DIR
-    folder.mkdir(exist_ok=True)
-    (folder / ".gitignore").write_text("*\n")
-    return folder / f"{stage}.log"
-
-
-def remove_leftover_checkpoint(case_dir: Path, stage: str) -> None:
-    """A finished stage needs no checkpoint, however its output arrived (run, or DVC's run cache)."""
-    import shutil
-
-    if stage in CHECKPOINTS and (Path(case_dir) / stage / "weights.safetensors").is_file():
-        shutil.rmtree(Path(case_dir) / CHECKPOINTS[stage], ignore_errors=True)
-
-
-def stage_error(stage: str, lines: list[str], log_file: Path | None = None) -> str:
-    reason = _reason(lines)
-    if not reason.startswith((f"{stage} failed", f"{stage} interrupted")):
-        reason = f"{stage} failed: {reason}"
-    return reason + (f" (full log: {log_file})" if log_file and "interrupted" not in reason else "")
-
-
-def reproduce_stage(case_dir: str, case_id: str, stage: str):
-    """Reproduce one stage of one case with DVC, streaming its log into Prefect. A failed stage ends
-    the task in a Failed state whose message is the stage's one-line reason (no traceback)."""
-    logger = get_run_logger()
-    slot = _gpu_slots if stage in GPU_STAGES else None
-    started = time.perf_counter()
-    if slot:
-        slot.acquire()
-    try:
-        code, status, lines = dvc_repro(Path(case_dir), stage, logger.info)
-    except InputError as exc:  # not started: eym-edit is stopping
-        return Failed(message=f"{stage} interrupted before it started ({exc})")
-    finally:
-        if slot:
-            slot.release()
-    if code != 0:
-        return Failed(message=stage_error(stage, lines, stage_log(Path(case_dir), stage)))
-    return StageOutcome(case_id, stage, status, round(time.perf_counter() - started, 2), _worker_name(), lines[-5:])
-
-
-# The task wraps a plainly named function so that Dask workers can import it by name.
-run_stage = task(
-    reproduce_stage, name="run-stage", cache_policy=NO_CACHE, persist_result=False, task_run_name="{case_id}/{stage}"
+from .registry import (
+    EDIT_STAGE_NAMES,
+    EDIT_STAGES,
+    GPU_STAGES,
+    PREPARATION_STAGES,
+    RETARGETING_STAGES,
+    RUN_ORDER,
+    SOURCE_STAGE_NAMES,
+    SOURCE_STAGES,
+    upstream,
 )
-
-
-def stage_environment() -> dict:
-    """The environment for DVC's stage commands: this interpreter's ``python`` first on PATH."""
-    import os
-
-    env = dict(os.environ)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env.setdefault("DVC_NO_ANALYTICS", "1")
-    return env
-
-
-def _worker_name() -> str:
-    try:
-        from distributed import get_worker
-
-        return str(get_worker().name)
-    except (ImportError, ValueError):
-        import socket
-
-        return socket.gethostname()
+from .stage_task import StageOutcome, repo_root, run_stage, set_gpu_slots
 
 
 class Submitter:
@@ -213,53 +66,56 @@ def _group_by_source(case_dirs: list[Path]) -> dict[Path, list[Path]]:
     return groups
 
 
-def _submit_prepared(submit: Submitter, folder: Path, submitted: dict) -> dict:
-    """The prepared source's frames, segment and pose, submitted once however many sources share it."""
-    if folder not in submitted:
-        futures = {"frames": submit(folder, "frames")}
-        futures["segment"] = submit(folder, "segment", [futures["frames"]])
-        futures["pose"] = submit(folder, "pose", [futures["segment"]])
-        submitted[folder] = futures
-    return submitted[folder]
+TUNING_STAGES = SOURCE_STAGES[len(PREPARATION_STAGES) :]  # a source's tuning and inversion
+MAKING_STAGES = EDIT_STAGES[len(RETARGETING_STAGES) :]  # an edit's sampling and evaluation
+
+
+def _submit_stages(submit: Submitter, stages, folder: Path, done: dict, first_after=()) -> dict:
+    """Submit ``stages`` of ``folder`` in order, each after the stages whose outputs it reads (the
+    registry's ``upstream``; ``done`` holds the futures of the folders it reads: "own", "source",
+    "prepared"); the first also after ``first_after``. Returns the futures by stage name."""
+    own = done.setdefault("own", {})
+    for k, spec in enumerate(stages):
+        waits = [done[where][name] for where, name in upstream(spec)] + list(first_after if k == 0 else ())
+        own[spec.name] = submit(folder, spec.name, waits)
+    return own
 
 
 def _submit_preparation(submit: Submitter, source: Path, edits: list[Path], shared: dict):
     """A source's preparation, and each edit's reference and retargeting (which read the prepared source).
 
-    Work that DVC's run cache can share runs once, first: the source's own frames, segment and pose
-    come after the prepared source's, an edit's retargeting after an identical one of another edit
-    (another variant, say). They run even if those failed, so that a failure is their own, with its reason."""
+    Work that DVC's run cache can share runs once, first: the prepared source before any source that
+    shares it (each of its stages before the same stage of the source), an edit's retargeting after an
+    identical one of another edit (another variant, say). They run even if those failed, so that a
+    failure is their own, with its reason."""
     from stages.common import read_case
 
-    prepared = _submit_prepared(submit, read_case(edits[0]).prepared_dir, shared.setdefault("prepared", {}))
-    futures = {"frames": submit(source, "frames", [allow_failure(prepared["frames"])])}
-    futures["segment"] = submit(source, "segment", [futures["frames"], allow_failure(prepared["segment"])])
-    futures["pose"] = submit(source, "pose", [futures["segment"], allow_failure(prepared["pose"])])
+    prepared_dir, submitted = read_case(edits[0]).prepared_dir, shared.setdefault("prepared", {})
+    if prepared_dir not in submitted:
+        submitted[prepared_dir] = _submit_stages(submit, PREPARATION_STAGES, prepared_dir, {})
+    prepared = submitted[prepared_dir]
+    futures: dict = {}
+    for spec in PREPARATION_STAGES:
+        _submit_stages(submit, (spec,), source, {"own": futures}, [allow_failure(prepared[spec.name])])
     retargeted, edit_futures = shared.setdefault("retargeted", {}), {}
     for edit in edits:
         key = retargeting_key(edit)
         same = [allow_failure(retargeted[key])] if key in retargeted else []
-        reference = submit(edit, "reference", [prepared["frames"], *same])
-        reference_pose = submit(edit, "reference_pose", [reference])
-        offset = submit(edit, "offset", [reference_pose, prepared["pose"]])
-        retargeted.setdefault(key, offset)
-        edit_futures[edit] = {"reference": reference, "reference_pose": reference_pose, "offset": offset}
+        done = {"prepared": prepared}
+        edit_futures[edit] = _submit_stages(submit, RETARGETING_STAGES, edit, done, same)
+        retargeted.setdefault(key, edit_futures[edit][RETARGETING_STAGES[-1].name])
     return futures, edit_futures
 
 
 def _submit_tuning(submit: Submitter, source: Path, futures: dict, edit_futures: dict) -> None:
     """Tuning, inversion and sampling, once the source's edits are retargeted; no tuning (and no
     GPU time) when no edit passed its retargeting check."""
-    good = [e for e, f in edit_futures.items() if f["offset"].state.is_completed()]
+    good = [e for e, f in edit_futures.items() if f[RETARGETING_STAGES[-1].name].state.is_completed()]
     if not good:
         return
-    futures["stage1"] = submit(source, "stage1", [futures["pose"]])
-    futures["stage2"] = submit(source, "stage2", [futures["stage1"]])
-    futures["invert"] = submit(source, "invert", [futures["stage2"]])
+    _submit_stages(submit, TUNING_STAGES, source, {"own": futures})
     for edit in good:
-        f = edit_futures[edit]
-        f["sample"] = submit(edit, "sample", [futures["invert"], f["offset"]])
-        f["evaluate"] = submit(edit, "evaluate", [f["sample"]])
+        _submit_stages(submit, MAKING_STAGES, edit, {"own": edit_futures[edit], "source": futures})
 
 
 def run_sources(case_dirs: list[Path], retries: int, gpu_resource: bool, progress_key: str | None = None) -> list[dict]:
@@ -276,7 +132,7 @@ def run_sources(case_dirs: list[Path], retries: int, gpu_resource: bool, progres
     while True:
         for source in sorted(waiting):  # a source's tuning starts as soon as its edits are retargeted
             futures, edit_futures = submitted[source]
-            if all(_finished(f["offset"]) for f in edit_futures.values()):
+            if all(_finished(f[RETARGETING_STAGES[-1].name]) for f in edit_futures.values()):
                 _submit_tuning(submit, source, futures, edit_futures)
                 waiting.discard(source)
         everything = [f for fs, efs in submitted.values() for f in [*fs.values(), *_flatten(efs)]]

@@ -1,9 +1,9 @@
 """The pipeline's stages, each declared once: what it runs, reads and writes, and where it runs.
 
-``flows.cases`` writes each folder's ``dvc.yaml`` from it, ``flows.pipeline`` submits, schedules
-(GPU slots) and summarises from it, ``flows.cli`` previews from it. A stage's code dependencies are
-not listed: they are computed from its module's imports (``code_closure``), so DVC reruns a stage
-when any project file it runs changes.
+``flows.cases`` writes each folder's ``dvc.yaml`` from it; ``flows.pipeline`` submits each stage after
+those whose outputs it reads (``upstream``), schedules GPU slots and summarises from it; ``flows.cli``
+previews from it. A stage's code dependencies are not listed: they are computed from its module's
+imports (``code_closure``), so DVC reruns a stage when any project file it runs changes.
 """
 
 from __future__ import annotations
@@ -122,6 +122,24 @@ STAGE_NAMES = SOURCE_STAGE_NAMES + EDIT_STAGE_NAMES
 RUN_ORDER = (*PREPARATION_STAGES, *RETARGETING_STAGES, *SOURCE_STAGES[3:], *EDIT_STAGES[3:])
 GPU_STAGES = frozenset(s.name for s in SOURCE_STAGES + EDIT_STAGES if s.gpu)
 CHECKPOINTS = {s.name: s.checkpoint for s in SOURCE_STAGES + EDIT_STAGES if s.checkpoint}
+
+
+def upstream(spec: StageSpec) -> tuple[tuple[str, str], ...]:
+    """The stages whose outputs ``spec`` reads, as (folder, stage name); folder is "own" (its own
+    folder's), "source" (an edit's source folder) or "prepared" (the prepared source). The flow
+    submits a stage after these."""
+    own = SOURCE_STAGES if spec.side == "source" else EDIT_STAGES
+    found = []
+    for folder, stages, reads in (
+        ("own", own, spec.inputs),
+        ("source", SOURCE_STAGES, spec.source_inputs),
+        ("prepared", PREPARATION_STAGES, spec.prepared_inputs),
+    ):
+        for stage in stages:
+            written = stage.outs + stage.metrics + stage.plots
+            if stage is not spec and any(r == w or r.startswith(w + "/") for r in reads for w in written):
+                found.append((folder, stage.name))
+    return tuple(found)
 
 
 def code_closure(root: Path, module: str) -> list[Path]:

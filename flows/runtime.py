@@ -22,8 +22,13 @@ import threading
 import time
 from pathlib import Path
 
-from eym.errors import InputError
+from eym.errors import EYMError, InputError
 from eym.interrupt import SUPERVISOR_ENV, alive
+
+
+class Stopping(EYMError):
+    """eym-edit is stopping (a signal arrived): no new stage process starts."""
+
 
 GRACE_SECONDS = 60.0  # how long a stopping stage may take to checkpoint before it is killed
 
@@ -46,7 +51,7 @@ class Supervisor:
         """Start ``args`` in a new process group that this supervisor stops on interruption."""
         with self.lock:
             if self.signal is not None:
-                raise InputError(f"{label or args[0]}: not started, eym-edit is stopping")
+                raise Stopping(f"{label or args[0]}: not started, eym-edit is stopping")
             proc = subprocess.Popen(
                 args, start_new_session=True, env=self.environment(kwargs.pop("env", None)), **kwargs
             )

@@ -114,7 +114,7 @@ def timed_dvc(root: Path, *args) -> float:
     """Seconds of one ``dvc`` command in the workspace (which must succeed)."""
     import time
 
-    from .pipeline import stage_environment
+    from .stage_task import stage_environment
 
     start = time.perf_counter()
     out = subprocess.run(

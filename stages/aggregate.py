@@ -25,7 +25,7 @@ from eym.manifest import read_manifest
 from eym.media import read_frames, write_gif
 from eym.report import METRICS, batch_report
 
-from .common import EVALUATION, SAMPLE, default_params_files, load_params, log, read_case, setup_logging
+from .common import EVALUATION, SAMPLE, default_params_files, load_params, log, read_case, section, setup_logging
 
 TEXT_COLUMNS = ("case", "variant", "status", "failed_stage", "reason", "case_dir")
 
@@ -163,11 +163,11 @@ def set_metrics(rows: list[dict], params: dict) -> dict:
     from eym.metric_models import VideoFeatures
     from eym.metrics import frechet_distance
 
-    p = params.get("evaluation", {})
+    p = section(params, "evaluation")
     networks, out = {}, {}
     for metric, key, what in (("fvd", "fvd_model", "FVD"), ("fid_vid", "fid_vid_model", "FID-VID")):
         try:
-            networks[metric] = VideoFeatures(p.get(key), what, min_frames=int(p.get("video_min_frames", 10)))
+            networks[metric] = VideoFeatures(p[key], what, min_frames=p["video_min_frames"])
         except MissingWeightsError as exc:
             out[metric] = f"unavailable: {exc}"
     if not networks:

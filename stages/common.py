@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
+import re
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -25,8 +24,9 @@ import yaml
 
 from eym import interrupt
 from eym.errors import EYMError, InputError
+from eym.logs import quiet_libraries, setup_logging  # noqa: F401 (part of this module's API)
 from eym.media import is_image
-from eym.parameters import deep_merge, load_checked  # noqa: F401 (deep_merge: part of this module's API)
+from eym.parameters import deep_merge, load_checked, section_values  # noqa: F401 (deep_merge: part of this API)
 
 log = logging.getLogger("eym")
 CASE_FILE = "case.yaml"
@@ -118,37 +118,10 @@ def load_params(files: list[str | Path]) -> dict:
     return load_checked(files)
 
 
-def section(params: dict, name: str, required: tuple[str, ...] = ()) -> dict:
-    """A params section, with a clear error for keys the stage needs and the file lacks."""
-    values = params.get(name)
-    if not isinstance(values, dict):
-        raise InputError(f"params: section '{name}' is missing (see the repository's params.yaml)")
-    missing = [k for k in required if k not in values]
-    if missing:
-        raise InputError(f"params: section '{name}' lacks {missing}")
-    return values
-
-
-def quiet_libraries() -> None:
-    """Silence import-time chatter of third-party packages (mediapipe's glog, timm's deprecations)."""
-    if not sys.stderr.isatty():  # captured by DVC or Prefect: no progress bars of other libraries
-        os.environ.setdefault("TQDM_DISABLE", "1")
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    for category in (FutureWarning, DeprecationWarning):
-        warnings.filterwarnings("ignore", category=category)
-    warnings.filterwarnings("ignore", message="Overwriting tiny_vit", category=UserWarning)
-
-
-def setup_logging(verbose: bool = False) -> None:
-    quiet_libraries()
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
+def section(params: dict, name: str) -> dict:
+    """A section of the parameters with every default of the schema filled in (a Python caller may
+    pass a partial one); a bad value raises InputError naming the key."""
+    return section_values(params, name)
 
 
 def stage_main(name: str, run: Callable[[Path, dict], object], argv=None) -> int:
@@ -180,6 +153,15 @@ def stage_main(name: str, run: Callable[[Path, dict], object], argv=None) -> int
         return 2
     log.info("%s done in %.1f s, %s", name, time.perf_counter() - start, peak_memory())
     return 0
+
+
+FINISHED = re.compile(r"\b(\w+) done in ([\d.]+) s, peak RSS")  # stage_main's last line: the command ran
+
+
+def ran(output: list[str]) -> bool:
+    """Whether a stage's command ran to its end in this output (DVC prints nothing of the kind for a
+    stage that was up to date or that it restored from its run cache)."""
+    return any(FINISHED.search(line) for line in output)
 
 
 def peak_memory() -> str:

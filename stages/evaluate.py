@@ -33,7 +33,6 @@ from eym.skeleton import moved_joints, pck
 from .common import EVALUATION, FRAMES, MASKS, OFFSET, POSE, SAMPLE, log, read_case, section, stage_main
 from .frames import ground_truth_frames, resize_crop
 
-PARAMS = ("device", "lpips_backbone", "lpips_net", "clip", "allow_download", "pose_backend", "pck_alpha", "pose_margin")
 GT_METRICS = ("l1", "l1_disco", "psnr", "ssim", "lpips")
 TEMPORAL = ("temporal_error",)
 REGIONS = ("person", "background")
@@ -79,7 +78,7 @@ def _device(p: dict) -> str:
 def compute(case_dir: Path, params: dict) -> tuple[dict, dict]:
     """(metrics, details) for a case whose sample stage has run."""
     case_dir = Path(case_dir)
-    p = section(params, "evaluation", PARAMS)
+    p = section(params, "evaluation")
     case = read_case(case_dir)
     edited = read_frames(case_dir / SAMPLE / "frames")
     source = read_frames(case.source_dir / FRAMES / "source")
@@ -173,7 +172,7 @@ def run(case_dir: Path, params: dict) -> dict:
         write_json(out / "metrics.json", values)
         write_json(out / "details.json", details)
         case = read_case(case_dir)
-        prompt = str(params.get("prompt") or "")
+        prompt = str(params["prompt"] or "")
         page = case_report(case_dir, values, details, prompt, case.ground_truth, case.source_dir)
         write_text(out / "report.html", page)
     shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items() if v is not None)

@@ -23,8 +23,6 @@ from eym.media import open_video, read_image, read_video, write_frames
 
 from .common import FRAMES, log, read_case, section, stage_main
 
-PARAMS = ("count", "stride", "fps", "start", "width", "height")
-
 
 def frame_indices(
     total: int,
@@ -152,7 +150,7 @@ def ground_truth_frames(case_dir: Path, gt_path: Path) -> np.ndarray:
 
 def run(case_dir: Path, params: dict) -> dict:
     """Frame extraction: the source's and/or the reference's frames at the working resolution."""
-    p = section(params, "frames", PARAMS)
+    p = section(params, "frames")
     width, height = int(p["width"]), int(p["height"])
     if width % 8 or height % 8 or width <= 0 or height <= 0:
         raise InputError(

@@ -18,12 +18,11 @@ from safetensors.torch import save_file
 from eym.atomic import atomic_path, write_json
 from eym.media import read_frames
 from eym_model.components import load_components
-from eym_model.diffusion import ddim_invert, ddim_sample, decode_video, encode_prompts, encode_video
+from eym_model.pipeline import EditYourMotionPipeline, video_tensor
 
 from .common import FRAMES, INVERSION, POSE, STAGE1, STAGE2, log, section, stage_main
-from .tune import check_size, load_stage_weights, skeleton_tensor, video_tensor
+from .tune import load_stage_weights
 
-PARAMS = ("enabled", "steps", "use_prompt", "controlnet", "check_reconstruction")
 LATENTS = "latents.safetensors"
 
 
@@ -36,44 +35,29 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 def run(case_dir: Path, params: dict) -> dict:
     """Inversion: the noise that DDIM sampling maps back to the source clip."""
     case_dir = Path(case_dir)
-    p = section(params, INVERSION, PARAMS)
+    p = section(params, INVERSION)
     if not p["enabled"]:  # edits of this source sample from noise or copy it (baselines)
         with atomic_path(case_dir / INVERSION) as out:
             out.mkdir()
             write_json(out / "inversion.json", {"skipped": True})
         log.info("inversion: disabled (inversion.enabled: false)")
         return {"skipped": True}
-    model_params = section(params, "model", ("base", "controlnet"))
-    components = load_components(model_params)
-    load_stage_weights(components, case_dir, (STAGE1, STAGE2))
-    model, base = components.model.eval(), components.base
+    pipe = EditYourMotionPipeline(load_components(section(params, "model")))
+    load_stage_weights(pipe, case_dir, (STAGE1, STAGE2))
     frames = read_frames(case_dir / FRAMES / "source")
-    check_size(components, frames, case_dir / FRAMES / "source")
-    video = video_tensor(frames)
-    chunk = int(model_params.get("vae_chunk", 8))
-    latents = encode_video(base.vae, video, chunk).float()
-    prompt = str(params.get("prompt") or "") if p["use_prompt"] else ""
-    text = encode_prompts(base.tokenizer, base.text_encoder, [prompt])
-    skeletons = None
-    if p["controlnet"]:
-        skeletons = skeleton_tensor(read_frames(case_dir / POSE / "source_skeleton")).to(
-            components.device, components.dtype
-        )
-
-    with components.autocast():
-        noise = ddim_invert(model, latents, text, base.scheduler_config, int(p["steps"]), skeletons).float()
-    info = {
-        "steps": int(p["steps"]),
-        "prompt": prompt,
-        "controlnet": bool(p["controlnet"]),
-        "noise_std": noise.std().item(),
-    }
+    pipe.check_size(frames, str(case_dir / FRAMES / "source"))
+    latents = pipe.encode(frames)
+    prompt = str(params["prompt"] or "") if p["use_prompt"] else ""
+    skeletons = read_frames(case_dir / POSE / "source_skeleton") if p["controlnet"] else None
+    steps = int(p["steps"])
+    noise = pipe.invert_latents(latents, prompt=prompt, skeletons=skeletons, steps=steps)
+    info = {"steps": steps, "prompt": prompt, "controlnet": bool(p["controlnet"]), "noise_std": noise.std().item()}
     if p["check_reconstruction"]:
-        with components.autocast():
-            again = ddim_sample(model, noise, text, base.scheduler_config, int(p["steps"]), skeletons).float()
-        info["reconstruction_latent_mae"] = (again - latents).abs().mean().item()
-        info["reconstruction_psnr"] = psnr(decode_video(base.vae, again, chunk).cpu(), video)
-        info["vae_psnr"] = psnr(decode_video(base.vae, latents, chunk).cpu(), video)
+        again = pipe.sample_latents(skeletons, prompt, noise, steps=steps, conditioning_scale=1.0, guidance_scale=1.0)
+        video = video_tensor(frames)
+        info["reconstruction_latent_mae"] = (again.float() - latents).abs().mean().item()
+        info["reconstruction_psnr"] = psnr(pipe.decode_tensor(again), video)
+        info["vae_psnr"] = psnr(pipe.decode_tensor(latents), video)
     with atomic_path(case_dir / INVERSION) as out:
         out.mkdir()
         tensors = {"noise": noise.cpu().contiguous(), "source_latents": latents.cpu().contiguous()}

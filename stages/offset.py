@@ -2,7 +2,7 @@
 previewed before any tuning.
 
 The paper's Algorithm 1 is missing from the text we have; this is the reconstruction documented in
-the README (method section):
+docs/method.md (skeleton offset):
 
 - scale ``s``: the median, over the body segments that both people show (shoulder width, neck-hip,
   upper arm, forearm, thigh, shin, neck-nose, eye distance; each segment's length the median over
@@ -41,7 +41,6 @@ from eym.skeleton import ANCHORS, JOINTS, NUM_JOINTS, PARENT, bone_lengths, draw
 
 from .common import FRAMES, OFFSET, POSE, log, read_case, section, stage_main
 
-PARAMS = ("retarget", "anchor", "mode", "min_confidence", "min_visible_fraction", "preview_frames", "verdict")
 RETARGET = ("bones", "scale", "none")
 VERDICT = ("min_scale", "max_scale", "min_inside_fraction")
 
@@ -274,7 +273,7 @@ def preview(case_dir: Path, source_kp, reference_kp, aligned, count: int, min_co
 
 def run(case_dir: Path, params: dict) -> dict:
     """Skeleton offset: the reference's motion retargeted onto the source person, with a verdict and a preview."""
-    p = section(params, "offset", PARAMS)
+    p = section(params, "offset")
     case_dir = Path(case_dir)
     source, meta = read_keypoints(read_case(case_dir).prepared_dir / POSE / "source.parquet")
     reference, _ = read_keypoints(case_dir / POSE / "reference.parquet")

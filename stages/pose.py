@@ -27,18 +27,6 @@ from eym.skeleton import NUM_JOINTS, bounding_boxes, draw_skeletons, visible
 
 from .common import FRAMES, MASKS, POSE, log, read_case, section, stage_main
 
-PARAMS = (
-    "backend",
-    "source_frames",
-    "min_confidence",
-    "max_missing_fraction",
-    "interpolate_missing",
-    "mediapipe_complexity",
-    "annotator",
-    "dwpose",
-    "allow_download",
-)
-
 
 class PoseDetector:
     """The configured pose backend, its network loaded once and used for every clip. ``margin``: MediaPipe's
@@ -123,7 +111,7 @@ def _finish(kp: np.ndarray, several: list[int], p: dict, what: str, where: Path)
                 ". MediaPipe's pose detector starts from the face: if the head is out of the frame, use "
                 "pose.backend: dwpose or openpose"
             )
-            if p.get("source_frames") == "masked" and what == "source":
+            if p["source_frames"] == "masked" and what == "source":
                 hint += "; it also finds people more often in the full frames (pose.source_frames: full)"
         raise InputError(
             f"{where}: no person found in {len(missing)} of {len(kp)} {what} frames (frames {missing}); "
@@ -152,7 +140,7 @@ def never_seen_warnings(kp: np.ndarray, min_confidence: float, what: str) -> lis
 
 def run(case_dir: Path, params: dict) -> dict:
     """Pose extraction: keypoints and skeleton images of the folder's source and/or reference."""
-    p = section(params, "pose", PARAMS)
+    p = section(params, "pose")
     case_dir = Path(case_dir)
     case = read_case(case_dir)
     if p["source_frames"] not in ("full", "masked"):

@@ -24,8 +24,9 @@ from eym.errors import InputError
 from eym.media import read_frames, write_frames, write_gif, write_video
 from eym.panels import side_by_side
 from eym_model.components import load_components
-from eym_model.diffusion import ddim_sample, decode_video, encode_prompts, prompt_warnings
+from eym_model.diffusion import prompt_warnings
 from eym_model.loading import domain_warning
+from eym_model.pipeline import EditYourMotionPipeline
 
 from .common import (
     FRAMES,
@@ -43,17 +44,11 @@ from .common import (
 )
 from .frames import ground_truth_frames
 from .invert import LATENTS
-from .tune import load_stage_weights, skeleton_tensor
+from .tune import load_stage_weights
 
-PARAMS = ("start", "steps", "guidance_scale", "negative_prompt", "conditioning_scale", "eta", "seed")
 # inverted: DDIM from the source's inverted latents (the method); noise: from fresh noise (with no
 # tuning, the "ControlNet only" baseline); source: the source video itself (the "copy" baseline)
 STARTS = ("inverted", "noise", "source")
-
-
-def to_frames(video: torch.Tensor) -> np.ndarray:
-    """(1, 3, frames, H, W) in [-1, 1] -> uint8 (frames, H, W, 3)."""
-    return ((video[0].permute(1, 2, 3, 0).float().clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()
 
 
 def inversion_steps(latents_file: Path) -> int | None:
@@ -90,38 +85,19 @@ def generate(case_dir: Path, params: dict, p: dict, skeleton_frames: np.ndarray,
     """The edited frames, and the tokenizer used (for prompt warnings; None without a model)."""
     if p["start"] == "source":  # the "copy the source" baseline: moves nothing, keeps every pixel
         return source.copy(), None
-    model_params = section(params, "model", ("base", "controlnet"))
-    components = load_components(model_params)
+    pipe = EditYourMotionPipeline(load_components(section(params, "model")))
     source_folder = source_dir(case_dir)
-    load_stage_weights(components, source_folder, (STAGE1, STAGE2))
-    model, base = components.model.eval(), components.base
-    generator = torch.Generator(components.device).manual_seed(int(p["seed"]))
-    if p["start"] == "inverted":
-        noise = starting_noise(source_folder, p, len(skeleton_frames))
-    else:  # fresh noise: with no tuning, the "ControlNet only" baseline
-        factor = 2 ** (len(base.vae.config.block_out_channels) - 1)
-        height, width = source.shape[1] // factor, source.shape[2] // factor
-        shape = (1, base.vae.config.latent_channels, len(skeleton_frames), height, width)
-        noise = torch.randn(shape, generator=generator, device=components.device)
-    prompt = str(params.get("prompt") or "")
-    text = encode_prompts(base.tokenizer, base.text_encoder, [prompt])
-    uncond = encode_prompts(base.tokenizer, base.text_encoder, [str(p["negative_prompt"] or "")])
-    skeletons = skeleton_tensor(skeleton_frames).to(components.device, components.dtype)
-    with components.autocast():
-        latents = ddim_sample(
-            model,
-            noise.to(components.device),
-            text,
-            base.scheduler_config,
-            int(p["steps"]),
-            skeletons,
-            float(p["conditioning_scale"]),
-            float(p["guidance_scale"]),
-            uncond,
-            float(p["eta"]),
-            generator,
-        )
-    return to_frames(decode_video(base.vae, latents.float(), int(model_params.get("vae_chunk", 8)))), base.tokenizer
+    load_stage_weights(pipe, source_folder, (STAGE1, STAGE2))
+    # inverted: the method; fresh noise (None): with no tuning, the "ControlNet only" baseline
+    noise = starting_noise(source_folder, p, len(skeleton_frames)) if p["start"] == "inverted" else None
+    edited = pipe(
+        reference_skeletons=skeleton_frames,
+        prompt=str(params["prompt"] or ""),
+        noise=noise,
+        size=source.shape[1:3],
+        **p,
+    )
+    return edited, pipe.components.base.tokenizer
 
 
 def model_warnings(case_dir: Path, params: dict, tokenizer, prompt: str) -> list[str]:
@@ -135,13 +111,13 @@ def model_warnings(case_dir: Path, params: dict, tokenizer, prompt: str) -> list
 def run(case_dir: Path, params: dict) -> dict:
     """Sampling: the edited video from the inverted noise and the aligned reference skeletons."""
     case_dir = Path(case_dir)
-    p = section(params, "sampling", PARAMS)
+    p = section(params, "sampling")
     if p["start"] not in STARTS:
         raise InputError(f"params: sampling.start must be one of {list(STARTS)}, not {p['start']!r}")
     skeleton_frames = read_frames(case_dir / OFFSET / "aligned_skeleton")
     source = read_frames(source_dir(case_dir) / FRAMES / "source")
     edited, tokenizer = generate(case_dir, params, p, skeleton_frames, source)
-    prompt = str(params.get("prompt") or "")
+    prompt = str(params["prompt"] or "")
 
     fps = float(json.loads((case_dir / FRAMES / "meta.json").read_text())["fps"])
     reference_dir = case_dir / FRAMES / "reference"
@@ -155,7 +131,7 @@ def run(case_dir: Path, params: dict) -> dict:
         "frames": len(edited),
         "fps": fps,
         "size": [edited.shape[2], edited.shape[1]],
-        **{k: p[k] for k in PARAMS},
+        **p,
         "warnings": model_warnings(case_dir, params, tokenizer, prompt),
     }
     for warning in meta["warnings"]:

@@ -21,17 +21,6 @@ from eym.progress import Progress
 
 from .common import FRAMES, MASKS, log, section, stage_main
 
-PARAMS = (
-    "backend",
-    "threshold",
-    "dilate",
-    "min_area",
-    "max_missing_fraction",
-    "mediapipe_model",
-    "rembg_model",
-    "rembg_model_path",
-)
-
 
 def person_probabilities(frames: np.ndarray, p: dict) -> np.ndarray:
     with Progress(len(frames), f"segmentation ({p['backend']})") as bar:
@@ -77,7 +66,7 @@ def keep_largest_person(mask: np.ndarray) -> tuple[np.ndarray, bool]:
 
 def run(case_dir: Path, params: dict) -> dict:
     """Segmentation: person masks and background-masked source frames."""
-    p = section(params, "segmentation", PARAMS)
+    p = section(params, "segmentation")
     case_dir = Path(case_dir)
     frames = read_frames(case_dir / FRAMES / "source")
     masks = person_probabilities(frames, p) >= float(p["threshold"])

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from flows.cli import build_parser, overrides_from
+from flows.cli import build_parser
+from flows.overrides import overrides_from
 
 
 def _eym_edit(*args, cwd=None):

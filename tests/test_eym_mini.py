@@ -110,7 +110,7 @@ def tiny_mini(tmp_path_factory):
     import sys
 
     from eym.parameters import deep_merge
-    from flows.pipeline import stage_environment
+    from flows.stage_task import stage_environment
 
     root = tmp_path_factory.mktemp("mini")
     (root / "tiny.yaml").write_text(yaml.safe_dump(TINY_MINI))

@@ -200,10 +200,12 @@ def test_ddim_inversion_then_sampling_reconstructs_the_latents(tiny_video_model)
     latents, skeletons, _ = _inputs(base, seed=3)
     empty = encode_prompts(base.tokenizer, base.text_encoder, [""])
     config = base.scheduler_config
-    noise = ddim_invert(model, latents, empty, config, 50, skeletons=skeletons, progress=False)
-    again = ddim_sample(model, noise, empty, config, 50, skeletons=skeletons, progress=False)
+    noise = ddim_invert(model, latents, empty, config, steps=50, skeletons=skeletons, progress=False)
+    again = ddim_sample(model, noise, empty, config, steps=50, skeletons=skeletons, progress=False)
     error = (again - latents).abs().mean().item()
-    from_random = ddim_sample(model, torch.randn_like(noise), empty, config, 50, skeletons=skeletons, progress=False)
+    from_random = ddim_sample(
+        model, torch.randn_like(noise), empty, config, steps=50, skeletons=skeletons, progress=False
+    )
     baseline = (from_random - latents).abs().mean().item()
     assert (noise - latents).abs().mean() > 0.5 * latents.abs().mean()  # it really went up the noise levels
     assert error < 0.02 and error < 0.01 * baseline
@@ -213,13 +215,13 @@ def test_guidance_scale_one_is_plain_sampling(tiny_video_model):
     base, model = tiny_video_model
     latents, skeletons, text = _inputs(base)
     empty = encode_prompts(base.tokenizer, base.text_encoder, [""])
-    plain = ddim_sample(model, latents, text, base.scheduler_config, 3, skeletons=skeletons, progress=False)
+    plain = ddim_sample(model, latents, text, base.scheduler_config, steps=3, skeletons=skeletons, progress=False)
     one = ddim_sample(
         model,
         latents,
         text,
         base.scheduler_config,
-        3,
+        steps=3,
         skeletons=skeletons,
         guidance_scale=1.0,
         uncond=empty,
@@ -230,7 +232,7 @@ def test_guidance_scale_one_is_plain_sampling(tiny_video_model):
         latents,
         text,
         base.scheduler_config,
-        3,
+        steps=3,
         skeletons=skeletons,
         guidance_scale=7.5,
         uncond=empty,

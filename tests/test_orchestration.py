@@ -39,7 +39,7 @@ def manifest(workspace: Path, name: str, cases: dict[str, str]) -> Path:
 
 def dvc_repro(workspace: Path, case: str) -> set[str]:
     """``dvc repro`` of an edit's pipeline; returns the stages that ran: "source/<stage>" or "<stage>"."""
-    from flows.pipeline import stage_environment
+    from flows.stage_task import stage_environment
 
     out = subprocess.run(
         DVC + ["repro", f"data/cases/{case}/dvc.yaml"],

@@ -195,7 +195,7 @@ def test_a_bad_value_in_a_params_file_names_the_file(workspace, tmp_path):
 def test_concurrent_writers_keep_every_manifest_row(tmp_path):
     manifest = tmp_path / "manifest.yaml"
     code = (
-        "import sys; from pathlib import Path; from flows.cli import add_to_manifest; "
+        "import sys; from pathlib import Path; from flows.new_cases import add_to_manifest; "
         "add_to_manifest(Path(sys.argv[1]), {'id': sys.argv[2], 'source': 's.mp4', 'reference': 'r.mp4'})"
     )
     repo = Path(__file__).resolve().parents[1]

@@ -49,7 +49,8 @@ def run_phase(phase: str, params: dict, root: Path) -> dict:
 
 
 def main(argv=None) -> int:
-    from stages.common import load_params, setup_logging
+    from eym.logs import setup_logging
+    from eym.parameters import load_checked as load_params
 
     parser = argparse.ArgumentParser(prog="python -m eym_model.mini", description=__doc__.splitlines()[0])
     parser.add_argument("phase", choices=PHASES)

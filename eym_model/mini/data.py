@@ -122,7 +122,7 @@ def make_sets(p: dict, root: Path = Path(".")) -> dict:
     from . import DATA_DIR
 
     d = p["data"]
-    size, poses, workers = int(d["size"]), int(d["poses_per_actor"]), int(d.get("workers", 2))
+    size, poses, workers = int(d["size"]), int(d["poses_per_actor"]), int(d["workers"])
     for name, purpose, actors in (("train", "training", "train_actors"), ("heldout", "heldout", "heldout_actors")):
         make_set(root / DATA_DIR / name, purpose, int(d[actors]), poses, size, workers)
     return {"train_frames": int(d["train_actors"]) * poses, "heldout_frames": int(d["heldout_actors"]) * poses}

@@ -28,24 +28,21 @@ fingerprints leave out).
 
 from __future__ import annotations
 
-import json
 import logging
-import platform
-import signal
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from eym.atomic import atomic_path, write_json, write_text
+from eym.atomic import atomic_path, write_json
 from eym.errors import InputError
 
 from . import BUILD_DIR, DATA_DIR, LOG_DIR
-from .data import jittered_skeletons, load_set
+from .batches import AheadOfTheLoop, BatchDraw
+from .data import load_set
+from .runs import RUNS_LOG, TRAINING_STATE, continue_from, device_name, start_from, write_runs
 from .tokenizer import mini_tokenizer
-from .training import EMA, Phase, autocast, budget_minutes, fingerprint, lr_at, resolve_device, step_rng
+from .training import EMA, Phase, autocast, budget_minutes, fingerprint, lr_at, resolve_device
 from .vae import to_tensor
 
 log = logging.getLogger("eym")
@@ -169,178 +166,12 @@ def min_snr_weights(scheduler, timesteps: torch.Tensor, gamma: float) -> torch.T
     return torch.clamp(snr, max=gamma) / snr
 
 
-TRAINING_STATE = "training.json"
-RUNS_LOG = "diffusion_runs.tsv"  # beside the loss log: which steps ran at which batch on which machine
-
-
-@dataclass(frozen=True)
-class BatchDraw:
-    """The host side of step ``i``'s batch, from the step's own seed: latent rows, which prompts are
-    dropped, and the skeleton images (None for a batch without ControlNet)."""
-
-    keypoints: np.ndarray
-    latent_rows: np.ndarray
-    seed: int
-    batch: int
-    size: int
-    prompt_dropout: float
-    controlnet_dropout: float
-    skeleton_drop: float
-    skeleton_jitter: float
-
-    def __call__(self, i: int):
-        rng = step_rng(self.seed, i)
-        pick = rng.integers(0, len(self.latent_rows), self.batch)
-        dropped = rng.random(self.batch) < self.prompt_dropout
-        if rng.random() < self.controlnet_dropout:
-            return pick, dropped, None
-        kp = self.keypoints[self.latent_rows[pick]]
-        return pick, dropped, jittered_skeletons(kp, self.size, rng, self.skeleton_drop, self.skeleton_jitter)
-
-
-_WORKER_DRAW: BatchDraw | None = None
-
-
-def _start_worker(draw: BatchDraw) -> None:
-    global _WORKER_DRAW
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the loop checkpoints on Ctrl-C; workers just stop with it
-    _WORKER_DRAW = draw
-
-
-def _draw_in_worker(i: int):
-    return _WORKER_DRAW(i)
-
-
-class AheadOfTheLoop:
-    """``draw(i)`` for the next steps, computed by ``workers`` processes (in the caller when 0)."""
-
-    def __init__(self, draw: BatchDraw, workers: int):
-        self.draw, self.ahead, self.pending = draw, 2 * workers, {}
-        self.pool = None
-        if workers > 0:
-            import multiprocessing
-
-            context = multiprocessing.get_context("spawn")  # no fork of a process holding CUDA or torch threads
-            self.pool = ProcessPoolExecutor(workers, context, initializer=_start_worker, initargs=(draw,))
-
-    def __call__(self, i: int):
-        if self.pool is None:
-            return self.draw(i)
-        for stale in [j for j in self.pending if j < i]:
-            self.pending.pop(stale).cancel()
-        for j in range(i, i + self.ahead):
-            if j not in self.pending:
-                self.pending[j] = self.pool.submit(_draw_in_worker, j)
-        return self.pending.pop(i).result()
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
-
-
-def continue_from(out_dir: Path, architecture: str, config: str, modules: dict, total: int) -> dict:
-    """Load an earlier run's weights from ``out_dir`` into ``modules`` when training can go on from them:
-    same architecture and latents, and fewer steps than ``total`` (or exactly this ``config``: nothing to do;
-    as many or more with another config: an InputError).
-
-    Returns the earlier run's steps, seconds, loss log and the step its learning-rate schedule began at
-    (zero and empty when starting afresh).
-    """
-    fresh = {"steps": 0, "seconds": 0.0, "log": [], "schedule_start": 0, "runs": []}
-    state_file = out_dir / TRAINING_STATE
-    if not state_file.is_file():
-        return fresh
-    state = json.loads(state_file.read_text())
-    same = state.get("config") == config
-    if state.get("architecture") != architecture:
-        log.info("eym-mini diffusion: %s was trained with other parameters: training from scratch", out_dir)
-        return fresh
-    if int(state["steps"]) >= total and not same:  # never throw away longer training (a GPU run's) unasked
-        raise InputError(
-            f"{out_dir}: trained for {state['steps']} steps with other parameters, as many as or more than "
-            f"eym_mini.diffusion.steps ({total}): raise the steps to go on from these weights, or delete the "
-            "folder to train from scratch"
-        )
-    for name, module in modules.items():
-        trained = type(module).from_pretrained(out_dir / name)
-        module.load_state_dict(trained.state_dict())
-    if same:
-        log.info("eym-mini diffusion: %s is already trained with these parameters", out_dir)
-    else:
-        log.info("eym-mini diffusion: continuing from the %d steps in %s to %d", state["steps"], out_dir, total)
-    return {
-        "steps": int(state["steps"]),
-        "seconds": float(state["seconds"]),
-        "log": list(state["log"]),
-        "schedule_start": int(state.get("schedule_start", 0)),
-        "runs": list(state.get("runs", [])),
-    }
-
-
-def start_from(model_dir: Path, modules: dict, vae) -> dict:
-    """Load the text encoder, UNet and ControlNet of an exported eym-mini (``models/eym-mini``) into
-    ``modules``, checking that its VAE and architecture are these; returns its steps, seconds and loss log.
-    The run that goes on from it has a schedule of its own (warm-up, then cosine over its own steps)."""
-    from diffusers import AutoencoderKL
-
-    if not (model_dir / "base/unet/config.json").is_file() or not (model_dir / "controlnet").is_dir():
-        raise InputError(f"{model_dir}: eym_mini.diffusion.start_from is not an exported eym-mini folder")
-    folders = {
-        "text_encoder": model_dir / "base/text_encoder",
-        "unet": model_dir / "base/unet",
-        "controlnet": model_dir / "controlnet",
-    }
-    theirs = AutoencoderKL.from_pretrained(model_dir / "base/vae").state_dict()
-    ours = vae.state_dict()
-    if theirs.keys() != ours.keys() or any(not torch.equal(theirs[k].half(), ours[k].half().cpu()) for k in ours):
-        raise InputError(f"{model_dir}/base/vae: another VAE than build/eym-mini/vae: its latents would not fit")
-    for name, module in modules.items():
-        trained = type(module).from_pretrained(folders[name]).state_dict()
-        if {k: v.shape for k, v in trained.items()} != {k: v.shape for k, v in module.state_dict().items()}:
-            raise InputError(f"{folders[name]}: another {name} architecture than eym_mini.diffusion's")
-        module.load_state_dict(trained)
-    log_rows = [{k: float(v) for k, v in row.items() if v} for row in read_tsv(model_dir / "logs/diffusion_loss.tsv")]
-    for row in log_rows:
-        row["step"] = int(row["step"])
-    log.info("eym-mini diffusion: going on from the %d steps of %s", len(log_rows), model_dir)
-    seconds = log_rows[-1]["seconds"] if log_rows else 0.0
-    runs = read_runs(model_dir / "logs" / RUNS_LOG)
-    return {"steps": len(log_rows), "seconds": seconds, "log": log_rows, "schedule_start": len(log_rows), "runs": runs}
-
-
-def read_tsv(path: Path) -> list[dict[str, str]]:
-    """The rows of a log table written by the phases (none when the file is missing)."""
-    if not path.is_file():
-        return []
-    lines = [line.split("\t") for line in path.read_text().splitlines()]
-    return [dict(zip(lines[0], row)) for row in lines[1:]]
-
-
-def read_runs(path: Path) -> list[dict]:
-    """The training runs recorded in a ``diffusion_runs.tsv`` (empty when there is none)."""
-    return [
-        {**r, **{k: int(r[k]) for k in ("first_step", "last_step", "batch")}, "seconds": float(r["seconds"])}
-        for r in read_tsv(path)
-    ]
-
-
-def write_runs(path: Path, runs: list[dict]) -> None:
-    columns = ("first_step", "last_step", "batch", "device", "seconds")
-    write_text(path, "\n".join(["\t".join(columns)] + ["\t".join(str(r[c]) for c in columns) for r in runs]) + "\n")
-
-
-def device_name(device: str) -> str:
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
-    return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
-
-
 def train(params: dict, root: Path = Path(".")) -> dict:
     from diffusers import DDPMScheduler
 
     mini = params["eym_mini"]
     p = mini["diffusion"]
-    device, precision = resolve_device(str(mini.get("device", "auto"))), str(p["precision"])
+    device, precision = resolve_device(mini["device"]), str(p["precision"])
     seed, size = int(mini["seed"]), int(mini["data"]["size"])
     train_set = load_set(root / DATA_DIR / "train")
     vae = load_vae(root).to(device)

@@ -36,7 +36,8 @@ from eym_model.loading import WORLD_KEY
 
 from . import BUILD_DIR, DATA_DIR, LOG_DIR, RELEASE_DIR
 from .data import load_set
-from .diffusion import SD_SCHEDULE, TRAINING_STATE, read_tsv
+from .diffusion import SD_SCHEDULE
+from .runs import TRAINING_STATE, read_tsv
 from .training import resolve_device
 from .vae import psnr, reconstruct, to_tensor
 
@@ -167,7 +168,7 @@ def export(params: dict, root: Path = Path(".")) -> dict:
 
     mini = params["eym_mini"]
     p = mini["export"]
-    device = resolve_device(str(mini.get("device", "auto")))
+    device = resolve_device(mini["device"])
     seconds = train_seconds(root)  # before the long check: a missing log fails at once
     base, controlnet = assemble(root)
     heldout = load_set(root / DATA_DIR / "heldout")

@@ -45,7 +45,7 @@ def build_vae(p: dict):
     )
     latent = int(p["latent_channels"])
     with torch.no_grad():
-        vae.encoder.conv_out.bias[latent:] = float(p.get("initial_logvar", 0.0))
+        vae.encoder.conv_out.bias[latent:] = float(p["initial_logvar"])
     return vae
 
 
@@ -83,7 +83,7 @@ def reconstruct(vae, images: torch.Tensor, device: str, precision: str, chunk: i
 def train(params: dict, root: Path = Path(".")) -> dict:
     mini = params["eym_mini"]
     p = mini["vae"]
-    device = resolve_device(str(mini.get("device", "auto")))
+    device = resolve_device(mini["device"])
     train_set, heldout = load_set(root / DATA_DIR / "train"), load_set(root / DATA_DIR / "heldout")
     torch.manual_seed(int(mini["seed"]))
     vae = build_vae({**p, "size": mini["data"]["size"]}).to(device).train()
