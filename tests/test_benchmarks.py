@@ -153,5 +153,6 @@ def test_the_real_scale_models_are_written_and_the_whole_pipeline_measured(tmp_p
     bench("real_scale.py", *small, *(a for s in tiny_model for a in ("--set", s)), "--out", str(tmp_path / "report"))
     figures = json.loads((tmp_path / "report" / "stages.json").read_text())
     assert figures["exit"] == 0 and set(figures["stages"]) >= {"stage1", "stage2", "invert", "sample", "evaluate"}
-    assert all(row["seconds"] > 0 and row["peak_rss_gib"] > 0 for row in figures["stages"].values())
+    assert all(row["seconds"] >= 0 and row["peak_rss_gib"] > 0 for row in figures["stages"].values())
+    assert figures["stages"]["stage1"]["seconds"] > 0  # light stages on 64-px frames may log 0.0 s
     assert "| stage1 |" in (tmp_path / "report" / "table.md").read_text()

@@ -88,8 +88,9 @@ def nothing_left(pid: int, timeout: float = 20.0) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_during_tuning_stops_everything_and_the_rerun_resumes(workspace, tmp_path, signum, code):
-    """Both signals stop the same way; the rerun to the end is shown once (SIGINT), to save a tuning."""
+def test_a_signal_during_tuning_stops_everything_and_keeps_the_checkpoint(workspace, tmp_path, signum, code):
+    """Both signals stop the same way, leaving the checkpoint; that the same command then resumes from
+    it and finishes is shown by test_benchmarks' reliability run (Ctrl-C, then the same command)."""
     case = workspace / "data" / "cases" / f"stop-{signum.name.lower()}"
     proc = eym_edit(
         workspace, *run_args(case.name, "inputs/slow.yaml", "--source-prompt", signum.name), tmp_path=tmp_path
@@ -108,16 +109,6 @@ def test_a_signal_during_tuning_stops_everything_and_the_rerun_resumes(workspace
     assert "Traceback" not in err
     nothing_left(proc.pid)
     assert checkpoint.exists() and not (source / "stage1" / "weights.safetensors").exists()
-    if signum != signal.SIGINT:
-        return
-
-    again = eym_edit(
-        workspace, *run_args(case.name, "inputs/slow.yaml", "--source-prompt", signum.name), tmp_path=tmp_path
-    )  # the same command
-    out, err = again.communicate(timeout=900)
-    assert again.returncode == 0, err[-3000:]
-    assert "resuming after step" in (source / "logs" / "stage1.log").read_text()
-    assert (case / "eval" / "metrics.json").is_file() and not checkpoint.parent.exists()
 
 
 @pytest.mark.slow
