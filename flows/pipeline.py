@@ -156,7 +156,7 @@ def _finished(future) -> bool:
     """Whether a task's run is over (ended in any state, including an upstream's failure)."""
     if not future.wrapped_future.done():
         return False
-    future.wait(0)  # records the final state
+    future.wait()  # done already: fetches and records its final state (wait(0) could miss it on Dask)
     return True
 
 
