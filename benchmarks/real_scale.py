@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -24,9 +23,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-DONE = re.compile(
-    r"(\w+) done in ([\d.]+) s, peak RSS ([\d.]+) GiB(?:, peak CUDA allocated ([\d.]+) GiB, reserved ([\d.]+) GiB)?"
-)
 ORDER = (
     "frames",
     "segment",
@@ -44,10 +40,12 @@ ORDER = (
 
 def stage_figures(folders: dict[str, Path]) -> dict[str, dict]:
     """Seconds and peak memory of each stage, from the last line of its log in the case's folders."""
+    from stages.common import FINISHED
+
     figures = {}
     for stage, folder in folders.items():
         log = folder / "logs" / f"{stage}.log"
-        found = DONE.findall(log.read_text()) if log.is_file() else []
+        found = FINISHED.findall(log.read_text()) if log.is_file() else []
         if found:
             _, seconds, rss, allocated, reserved = found[-1]
             row = {"seconds": float(seconds), "peak_rss_gib": float(rss)}

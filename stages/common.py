@@ -155,7 +155,10 @@ def stage_main(name: str, run: Callable[[Path, dict], object], argv=None) -> int
     return 0
 
 
-FINISHED = re.compile(r"\b(\w+) done in ([\d.]+) s, peak RSS")  # stage_main's last line: the command ran
+# stage_main's last line (the command ran to its end): stage, seconds, peak RSS and, on a GPU, CUDA's peaks
+FINISHED = re.compile(
+    r"\b(\w+) done in ([\d.]+) s, peak RSS ([\d.]+) GiB(?:, peak CUDA allocated ([\d.]+) GiB, reserved ([\d.]+) GiB)?"
+)
 
 
 def ran(output: list[str]) -> bool:
