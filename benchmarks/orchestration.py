@@ -33,7 +33,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        os.environ["PREFECT_HOME"] = str(root / "prefect")
+        os.environ.setdefault("PREFECT_HOME", str(root / "prefect"))
         names = sorted(MOTIONS)
         make_workspace(root, [(names[i % 7], names[(i + 3) % 7]) for i in range(1 + 2 * args.fresh)], seed=100)
         cases_root = root / "data" / "cases"

@@ -143,7 +143,8 @@ def _edit(root: Path, models: Path, size: int, frames: int, sets: list[str]) -> 
         *("--base-model", str(models / "base"), "--controlnet", str(models / "controlnet")),
         *[x for s in sets for x in ("--set", s)],
     ]
-    env = dict(os.environ, PREFECT_HOME=str(root / ".prefect"))
+    env = dict(os.environ)
+    env.setdefault("PREFECT_HOME", str(root / ".prefect"))
     env.pop("PREFECT_API_URL", None)
     return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
 

@@ -129,7 +129,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         root = make_workspace(Path(tmp), [("dance", "wave")])
-        os.environ["PREFECT_HOME"] = str(Path(tmp) / "prefect")
+        os.environ.setdefault("PREFECT_HOME", str(Path(tmp) / "prefect"))
         (root / "inputs" / "tiny.yaml").write_text(yaml.safe_dump(TINY_CASE_PARAMS))
         slow = {**TINY_CASE_PARAMS, "stage1": {"steps": args.steps, "checkpoint_every": 2}}
         (root / "inputs" / "slow.yaml").write_text(yaml.safe_dump(slow))

@@ -46,7 +46,7 @@ def main() -> None:
     names = sorted(MOTIONS)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        os.environ["PREFECT_HOME"] = str(root / "prefect")
+        os.environ.setdefault("PREFECT_HOME", str(root / "prefect"))
         make_workspace(root, [(names[0], names[1 + i % 6]) for i in range(args.references)], seed=300)
         cases_root = root / "data" / "cases"
         shared = write_manifest(root, "shared", {f"s{k}": ("p0", f"p{k}") for k in range(args.references)}, params)

@@ -6,6 +6,11 @@ a confidence in [0, 1]; a missing joint has confidence 0 and x = y = NaN.
 
 from __future__ import annotations
 
+import functools
+import importlib
+import importlib.util
+import sys
+
 import numpy as np
 
 JOINTS = (
@@ -210,9 +215,7 @@ def moved_joints(source: np.ndarray, target: np.ndarray, alpha: float = 0.1, min
 
 def draw_skeletons(kp: np.ndarray, height: int, width: int, min_confidence: float = 0.3) -> np.ndarray:
     """(frames, H, W, 3) uint8 OpenPose skeleton images, drawn by controlnet_aux's own code."""
-    from controlnet_aux.open_pose.body import Keypoint
-    from controlnet_aux.open_pose.util import draw_bodypose
-
+    draw_bodypose, Keypoint = _bodypose_drawing()
     vis = visible(kp, min_confidence)
     out = np.zeros((len(kp), height, width, 3), dtype=np.uint8)
     for f in range(len(kp)):
@@ -222,3 +225,30 @@ def draw_skeletons(kp: np.ndarray, height: int, width: int, min_confidence: floa
         ]
         draw_bodypose(out[f], points)
     return out
+
+
+@functools.cache
+def _bodypose_drawing():
+    """controlnet_aux's ``draw_bodypose`` and ``Keypoint``: how ControlNet-OpenPose's images were drawn.
+    ``import controlnet_aux`` runs the package's __init__, which imports every annotator it ships
+    (depth, SAM, line art, faces: 3 s of each stage process's 4.5 s, to draw lines). When nothing has
+    imported the package yet, its ``open_pose`` files are loaded under placeholder packages that are
+    dropped again, so a later ``import controlnet_aux`` still runs the package's own __init__."""
+    if "controlnet_aux" in sys.modules:
+        from controlnet_aux.open_pose.body import Keypoint
+        from controlnet_aux.open_pose.util import draw_bodypose
+
+        return draw_bodypose, Keypoint
+    root = importlib.util.find_spec("controlnet_aux").submodule_search_locations[0]
+    loaded = set(sys.modules)
+    try:
+        for name, folder in (("controlnet_aux", root), ("controlnet_aux.open_pose", f"{root}/open_pose")):
+            spec = importlib.util.spec_from_loader(name, loader=None, is_package=True)
+            spec.submodule_search_locations = [folder]
+            sys.modules[name] = importlib.util.module_from_spec(spec)
+        util = importlib.import_module("controlnet_aux.open_pose.util")
+        return util.draw_bodypose, sys.modules["controlnet_aux.open_pose.body"].Keypoint
+    finally:
+        for name in set(sys.modules) - loaded:
+            if name.split(".")[0] == "controlnet_aux":
+                del sys.modules[name]

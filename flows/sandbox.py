@@ -125,13 +125,11 @@ def timed_dvc(root: Path, *args) -> float:
     return time.perf_counter() - start
 
 
-def start_eym_edit(root: Path, *args: str, prefect_home: Path | None = None) -> subprocess.Popen:
+def start_eym_edit(root: Path, *args: str) -> subprocess.Popen:
     """``eym-edit *args`` in the workspace as a terminal job: its own process group, its own Prefect
     server (no $PREFECT_API_URL), stdout and stderr captured as text."""
     env = dict(os.environ)
     env.pop("PREFECT_API_URL", None)
-    if prefect_home:
-        env["PREFECT_HOME"] = str(prefect_home)
     return subprocess.Popen(
         [sys.executable, "-m", "flows.cli", *args],
         cwd=root,

@@ -17,6 +17,14 @@ def pytest_configure(config):
     )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def prefect_home(tmp_path_factory):
+    """One Prefect home for the session's eym-edit runs and benchmarks: its database is created once
+    (7 s of each temporary server's start on a new home), as on a user's machine after the first run."""
+    os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect-home"))
+    return os.environ["PREFECT_HOME"]
+
+
 @pytest.fixture(scope="session")
 def puppet_case(tmp_path_factory):
     """A 128x128, 8-frame puppet case folder (walk in place -> wave)."""
@@ -139,7 +147,6 @@ def preprocessed_128(tmp_path_factory, puppet_256):
 @pytest.fixture(scope="session")
 def prefect_harness(tmp_path_factory):
     """One temporary Prefect API for the session's flow runs (a local SQLite server)."""
-    os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect-home"))
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):

@@ -122,9 +122,9 @@ def clone(tmp_path_factory) -> Path:
     return root
 
 
-def shell(clone: Path, command: str, tmp_path: Path, timeout: int = 1200) -> str:
+def shell(clone: Path, command: str, timeout: int = 1200) -> str:
     """``command`` through bash in the clone, as typed in a terminal there (the environment active)."""
-    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"), PATH=f"{clone / '.venv/bin'}:{os.environ['PATH']}")
+    env = dict(os.environ, PATH=f"{clone / '.venv/bin'}:{os.environ['PATH']}")
     env.pop("PREFECT_API_URL", None)
     out = subprocess.run(["bash", "-c", command], cwd=clone, env=env, capture_output=True, text=True, timeout=timeout)
     assert out.returncode == 0, f"{command}\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}"
@@ -142,11 +142,11 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 
 @pytest.mark.documents("./scripts/run-demo.sh")
-def test_the_demo_edits_in_a_fresh_clone_and_dvc_repro_of_its_case_then_does_nothing(clone, tmp_path):
+def test_the_demo_edits_in_a_fresh_clone_and_dvc_repro_of_its_case_then_does_nothing(clone):
     """./scripts/run-demo.sh (eym-mini, 200 + 200 tuning steps) moves the arms and beats the README's
     copy-the-source baseline; then `dvc status --with-deps` of the edit is clean and `dvc repro` of it
     runs no stage and writes nothing (the root pipeline, which trains eym-mini, is never reached)."""
-    out = shell(clone, "./scripts/run-demo.sh", tmp_path)
+    out = shell(clone, "./scripts/run-demo.sh")
     assert "demo finished" in out and "eym-mini, a model of the puppet world only" not in out
     info = json.loads((clone / DEMO / "case.json").read_text())
     shell(
@@ -154,7 +154,6 @@ def test_the_demo_edits_in_a_fresh_clone_and_dvc_repro_of_its_case_then_does_not
         f"eym-edit run --id puppet-demo-copy --source {DEMO}/source.mp4 --reference {DEMO}/reference.mp4 "
         f"--ground-truth {DEMO}/gt/edit.mp4 --source-prompt '{info['source_prompt']}' --prompt '{info['prompt']}' "
         + COPY_BASELINE,
-        tmp_path,
     )
     edit, copy = (
         json.loads((clone / "data/cases" / case / "eval/metrics.json").read_text())
@@ -166,10 +165,10 @@ def test_the_demo_edits_in_a_fresh_clone_and_dvc_repro_of_its_case_then_does_not
     assert edit["psnr_person"] > copy["psnr_person"], (edit, copy)
     assert edit["pose_pck"] > 0.8, edit  # 0.61 re-detected without the border: MediaPipe missed the figure
 
-    status = shell(clone, "dvc status --with-deps data/cases/puppet-demo/dvc.yaml", tmp_path)
+    status = shell(clone, "dvc status --with-deps data/cases/puppet-demo/dvc.yaml")
     assert "Data and pipelines are up to date" in status, status
     before = snapshot(clone)
-    repro = shell(clone, "dvc repro data/cases/puppet-demo/dvc.yaml", tmp_path)
+    repro = shell(clone, "dvc repro data/cases/puppet-demo/dvc.yaml")
     assert "Running stage" not in repro, repro
     after = snapshot(clone)
     assert {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)} == set()
@@ -185,7 +184,7 @@ def test_the_demo_edits_in_a_fresh_clone_and_dvc_repro_of_its_case_then_does_not
     "--scale 1,2",
     ".venv/bin/python benchmarks/quality.py --grid 50,100,200 --grid-cases 2 --steps 50 --out reports/quality-grid-v2",
 )
-def test_the_quality_benchmark_runs_its_protocol_on_a_small_case(clone, tmp_path):
+def test_the_quality_benchmark_runs_its_protocol_on_a_small_case(clone):
     """The ablation protocol end to end (its inputs drawn, the batch, the report, the table, the figure)
     on one source with two references, as the copy and as a tuned variant with few steps everywhere;
     then the report alone, the pose re-detection of its edits, and the iteration grid on one edit,
@@ -195,7 +194,6 @@ def test_the_quality_benchmark_runs_its_protocol_on_a_small_case(clone, tmp_path
         clone,
         "source scripts/offline-env.sh && .venv/bin/python benchmarks/quality.py "
         f"{small} --variants copy_source,invert_with_pose --out reports/quality-small",
-        tmp_path,
     )
     assert "4 edits (0 failed)" in out, out[-3000:]
     report = clone / "reports" / "quality-small"
@@ -208,7 +206,6 @@ def test_the_quality_benchmark_runs_its_protocol_on_a_small_case(clone, tmp_path
         clone,
         ".venv/bin/python benchmarks/quality.py --report-only --variants copy_source,invert_with_pose "
         "--out reports/quality-small",
-        tmp_path,
     )
     assert (report / "table.md").read_text() == table and "| invert_with_pose | 2 |" in out
 
@@ -216,21 +213,20 @@ def test_the_quality_benchmark_runs_its_protocol_on_a_small_case(clone, tmp_path
         clone,
         ".venv/bin/python benchmarks/pose_redetect.py data/quality/cases --variants copy_source,invert_with_pose "
         "--scale 1",
-        tmp_path,
     )
     rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert [(r[0].strip(), r[3].strip()) for r in rows] == [("copy_source", "2"), ("invert_with_pose", "2")], out
     assert float(rows[0][6]) == 1.0, out  # the copy's frames are the source's own: a person in every one
 
     grid = f".venv/bin/python benchmarks/quality.py --grid 1 --grid-cases 1 {small} --out reports/grid-small"
-    out = shell(clone, grid, tmp_path)
+    out = shell(clone, grid)
     assert "1 edits (0 failed)" in out, out[-3000:]
     assert "| 1 | " in (clone / "reports" / "grid-small" / "grid.md").read_text()
     assert (clone / "reports" / "grid-small" / "grid.png").is_file()
 
 
 @pytest.mark.documents("dvc repro puppet_benchmark")
-def test_dvc_repro_of_the_puppet_benchmark_draws_it_as_params_yaml_says(clone, tmp_path):
+def test_dvc_repro_of_the_puppet_benchmark_draws_it_as_params_yaml_says(clone):
     """The root pipeline's benchmark stage with a small `puppet` section; a second repro runs nothing."""
     params = clone / "params.yaml"
     original = params.read_text()
@@ -238,9 +234,9 @@ def test_dvc_repro_of_the_puppet_benchmark_draws_it_as_params_yaml_says(clone, t
     small["puppet"].update(cases=3, size=64, frames=8)
     try:
         params.write_text(yaml.safe_dump(small, sort_keys=False))
-        shell(clone, "dvc repro puppet_benchmark", tmp_path)
+        shell(clone, "dvc repro puppet_benchmark")
         manifest = yaml.safe_load((clone / "data" / "benchmark" / "manifest.yaml").read_text())
         assert [row["id"] for row in manifest["cases"]] == ["benchmark-000", "benchmark-001", "benchmark-002"]
-        assert "Running stage" not in shell(clone, "dvc repro puppet_benchmark", tmp_path)
+        assert "Running stage" not in shell(clone, "dvc repro puppet_benchmark")
     finally:
         params.write_text(original)

@@ -217,7 +217,7 @@ def _stop(proc: subprocess.Popen) -> None:
     "prefect deployment run 'edit-batch/local' --param manifest=$PWD/data/benchmark/manifest.yaml "
     "--param cases_root=$PWD/data/cases --param report_dir=$PWD/reports/benchmark",
 )
-def test_deployment_runs_against_a_local_server(workspace, tmp_path):
+def test_deployment_runs_against_a_local_server(workspace):
     import urllib.request
 
     deploy = manifest(workspace, "deploy", {"a": "p0"})
@@ -225,7 +225,6 @@ def test_deployment_runs_against_a_local_server(workspace, tmp_path):
     port = _free_port()
     env = dict(
         os.environ,
-        PREFECT_HOME=str(tmp_path / "prefect"),
         PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_UI_ENABLED="false",
@@ -375,12 +374,12 @@ def test_dask_runner_sends_gpu_stages_to_gpu_workers(workspace, prefect_harness)
     'walking" --prompt "a man in a red shirt dancing" --params configs/sd15.yaml --base-model '
     "/models/stable-diffusion-v1-5 --controlnet /models/sd-controlnet-openpose"
 )
-def test_eym_edit_runs_one_source_with_several_references_and_reuses_it_later(workspace, tmp_path):
+def test_eym_edit_runs_one_source_with_several_references_and_reuses_it_later(workspace):
     """A still image as the source, two references in one run (one tuning), then a third reference
     with its ground truth and a --set later: the source is reused as it was tuned. The README's command
     line (SD 1.5's configuration and weight options), made small by a layer of tiny settings after it."""
     (workspace / "inputs" / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"))
+    env = dict(os.environ)
     env.pop("PREFECT_API_URL", None)
     weights = ["--base-model", "models/base", "--controlnet", "models/controlnet"]  # relative: made absolute
 
@@ -518,7 +517,7 @@ def test_puppet_benchmark_then_eym_edit_batch_with_set_finishes_every_new_case(w
     import pyarrow.parquet as pq
 
     (workspace / "inputs" / "tiny.yaml").write_text(yaml.safe_dump(TINY))
-    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"))
+    env = dict(os.environ)
     env.pop("PREFECT_API_URL", None)
 
     def command(program, *args, timeout=900):

@@ -29,10 +29,6 @@ def workspace(tmp_path_factory, tiny_models):
     return root
 
 
-def eym_edit(workspace: Path, *args: str, tmp_path: Path) -> subprocess.Popen:
-    return start_eym_edit(workspace, *args, prefect_home=tmp_path / "prefect")
-
-
 def run_args(case_id: str, params: str = "inputs/slow.yaml", *extra: str) -> list[str]:
     return [
         "run",
@@ -88,13 +84,11 @@ def nothing_left(pid: int, timeout: float = 20.0) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_during_tuning_stops_everything_and_keeps_the_checkpoint(workspace, tmp_path, signum, code):
+def test_a_signal_during_tuning_stops_everything_and_keeps_the_checkpoint(workspace, signum, code):
     """Both signals stop the same way, leaving the checkpoint; that the same command then resumes from
     it and finishes is shown by test_benchmarks' reliability run (Ctrl-C, then the same command)."""
     case = workspace / "data" / "cases" / f"stop-{signum.name.lower()}"
-    proc = eym_edit(
-        workspace, *run_args(case.name, "inputs/slow.yaml", "--source-prompt", signum.name), tmp_path=tmp_path
-    )
+    proc = start_eym_edit(workspace, *run_args(case.name, "inputs/slow.yaml", "--source-prompt", signum.name))
     source = source_of(case)
     checkpoint = source / "stage1.ckpt" / "checkpoint.pt"
     wait_for(lambda: checkpoint.exists() or proc.poll() is not None, 600, "the first stage-1 checkpoint")
@@ -112,9 +106,9 @@ def test_a_signal_during_tuning_stops_everything_and_keeps_the_checkpoint(worksp
 
 
 @pytest.mark.slow
-def test_kill_9_of_eym_edit_leaves_no_orphans_and_a_rerun_works_at_once(workspace, tmp_path):
+def test_kill_9_of_eym_edit_leaves_no_orphans_and_a_rerun_works_at_once(workspace):
     case = workspace / "data" / "cases" / "killed"
-    proc = eym_edit(workspace, *run_args(case.name, "inputs/slow.yaml", "--source-prompt", "killed"), tmp_path=tmp_path)
+    proc = start_eym_edit(workspace, *run_args(case.name, "inputs/slow.yaml", "--source-prompt", "killed"))
     checkpoint = source_of(case) / "stage1.ckpt" / "checkpoint.pt"
     wait_for(lambda: checkpoint.exists() or proc.poll() is not None, 600, "the first stage-1 checkpoint")
     helpers = [p for p in descendants_of_run(proc.pid) if p.pid != proc.pid]
@@ -123,16 +117,14 @@ def test_kill_9_of_eym_edit_leaves_no_orphans_and_a_rerun_works_at_once(workspac
     proc.communicate()
     nothing_left(proc.pid, timeout=30)
 
-    again = eym_edit(
-        workspace, *run_args(case.name, "inputs/slow.yaml", "--source-prompt", "killed"), tmp_path=tmp_path
-    )
+    again = start_eym_edit(workspace, *run_args(case.name, "inputs/slow.yaml", "--source-prompt", "killed"))
     out, err = again.communicate(timeout=900)
     assert again.returncode == 0, err[-3000:]
     assert "is busy" not in err and (case / "eval" / "metrics.json").is_file()
     assert "resuming after step" in (checkpoint.parent.parent / "logs" / "stage1.log").read_text()
 
 
-def test_a_second_eym_edit_on_a_running_case_says_who_holds_it(workspace, tmp_path):
+def test_a_second_eym_edit_on_a_running_case_says_who_holds_it(workspace):
     from flows.runtime import CaseLock
 
     case = workspace / "data" / "cases" / "held"
@@ -141,7 +133,7 @@ def test_a_second_eym_edit_on_a_running_case_says_who_holds_it(workspace, tmp_pa
     models = {"base": str(workspace / "models" / "base"), "controlnet": str(workspace / "models" / "controlnet")}
     case.joinpath("params.yaml").write_text(yaml.safe_dump({**TINY, "model": {**TINY["model"], **models}}))
     with CaseLock(case):
-        other = eym_edit(workspace, "case", str(case), tmp_path=tmp_path)
+        other = start_eym_edit(workspace, "case", str(case))
         out, err = other.communicate(timeout=120)
     assert other.returncode == 2
     assert "is being run by eym-edit (pid" in err and "Traceback" not in err
@@ -164,10 +156,10 @@ def test_a_second_eym_edit_on_a_running_case_says_who_holds_it(workspace, tmp_pa
         (["--pose-backend", "openpose", "--annotator", "/no/annotator"], "OpenPose annotator '/no/annotator'"),
     ],
 )
-def test_bad_parameters_and_missing_weights_fail_before_any_stage(workspace, tmp_path, extra, message):
+def test_bad_parameters_and_missing_weights_fail_before_any_stage(workspace, extra, message):
     case_id = f"bad-{abs(hash(tuple(extra))) % 10**6}"
     started = time.time()
-    proc = eym_edit(workspace, *run_args(case_id, "inputs/tiny.yaml", *extra), tmp_path=tmp_path)
+    proc = start_eym_edit(workspace, *run_args(case_id, "inputs/tiny.yaml", *extra))
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 2, out + err
     assert message in err and "Traceback" not in err
@@ -175,10 +167,10 @@ def test_bad_parameters_and_missing_weights_fail_before_any_stage(workspace, tmp
     assert not (workspace / "data" / "cases" / case_id).exists()  # nothing created, no stage ran
 
 
-def test_a_bad_value_in_a_params_file_names_the_file(workspace, tmp_path):
+def test_a_bad_value_in_a_params_file_names_the_file(workspace):
     bad = workspace / "inputs" / "bad.yaml"
     bad.write_text(yaml.safe_dump({**TINY, "offset": {"anchor": "elbow"}}))
-    proc = eym_edit(workspace, *run_args("bad-file", "inputs/bad.yaml"), tmp_path=tmp_path)
+    proc = start_eym_edit(workspace, *run_args("bad-file", "inputs/bad.yaml"))
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2 and f"parameter 'offset.anchor' = 'elbow' (from {bad})" in err
 
@@ -197,11 +189,11 @@ def test_concurrent_writers_keep_every_manifest_row(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_leftover_checkpoint_goes_when_the_output_is_restored_from_the_run_cache(workspace, tmp_path):
+def test_a_leftover_checkpoint_goes_when_the_output_is_restored_from_the_run_cache(workspace):
     case = workspace / "data" / "cases" / "cached"
     # the source of the SIGINT test above, already tuned when this test runs after it (else tuned here)
     args = run_args(case.name, "inputs/slow.yaml", "--source-prompt", "SIGINT")
-    first = eym_edit(workspace, *args, tmp_path=tmp_path)
+    first = start_eym_edit(workspace, *args)
     _, err = first.communicate(timeout=900)
     assert first.returncode == 0, err[-3000:]
     import shutil
@@ -210,7 +202,7 @@ def test_a_leftover_checkpoint_goes_when_the_output_is_restored_from_the_run_cac
     shutil.rmtree(source / "stage1")  # DVC will restore it from its run cache, without running stage 1
     (source / "stage1.ckpt").mkdir()
     (source / "stage1.ckpt" / "checkpoint.pt").write_bytes(b"left over by an interrupted run")
-    again = eym_edit(workspace, "case", str(case), tmp_path=tmp_path)
+    again = start_eym_edit(workspace, "case", str(case))
     _, err = again.communicate(timeout=900)
     assert again.returncode == 0, err[-3000:]
     assert (source / "stage1" / "weights.safetensors").is_file() and not (source / "stage1.ckpt").exists()
