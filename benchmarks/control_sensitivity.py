@@ -45,8 +45,8 @@ def sensitivity(case_dir: Path, every: int) -> dict:
     text = encode_prompts(base.tokenizer, base.text_encoder, [str(params["prompt"] or "")])
     x = starting_noise(source_folder, p, len(reference)).to(components.device)
     scheduler = DDIMScheduler.from_config(base.scheduler_config)
-    scheduler.set_timesteps(int(p["steps"]), device=x.device)
-    scale = float(p["conditioning_scale"])
+    scheduler.set_timesteps(int(p.steps), device=x.device)
+    scale = float(p.conditioning_scale)
     steer, control = [], []
     with torch.no_grad(), components.autocast():
         for i, t in enumerate(scheduler.timesteps):

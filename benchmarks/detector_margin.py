@@ -23,9 +23,9 @@ import numpy as np
 def single_frames(params: dict, margins: list[float], device: str, skip: int, seed: int | None) -> None:
     from dataclasses import replace
 
-    from eym_model.mini import DATA_DIR, MODEL_DIR
-    from eym_model.mini.data import load_set
-    from eym_model.mini.export import generate_from_skeletons, pose_check_scores, redetect
+    from eym_mini import DATA_DIR, MODEL_DIR
+    from eym_mini.data import load_set
+    from eym_mini.export import generate_from_skeletons, pose_check_scores, redetect
 
     p = dict(params["eym_mini"]["export"])
     if seed is not None:
@@ -53,7 +53,7 @@ def single_frames(params: dict, margins: list[float], device: str, skip: int, se
 
 
 def main() -> None:
-    from eym_model.mini.training import resolve_device
+    from eym_mini.training import resolve_device
     from stages.common import load_params
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

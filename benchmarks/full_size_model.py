@@ -63,8 +63,8 @@ def components(device: str | torch.device = "cpu") -> dict:
     from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from eym_model.mini.diffusion import SD_SCHEDULE
-    from eym_model.mini.tokenizer import mini_tokenizer
+    from eym_mini.diffusion import SD_SCHEDULE
+    from eym_mini.tokenizer import mini_tokenizer
 
     with torch.device(device):
         unet = UNet2DConditionModel(**UNET)

@@ -31,7 +31,7 @@ TRAINED = {"stage1": ["temporal", "motion_attention"], "stage2": ["spatial_atten
 def networks(config: str, device: str):
     """The UNet and ControlNet of SD 1.5 (random weights), or of the tiny test model, and the text width."""
     if config == "tiny":
-        from eym_model.tiny import tiny_components, tiny_controlnet
+        from sandbox.models import tiny_components, tiny_controlnet
 
         unet = tiny_components()["unet"]
         return unet, tiny_controlnet(unet), unet.config.cross_attention_dim

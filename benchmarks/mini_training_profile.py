@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile, schedule  # noqa: E402
 
-from eym_model.mini import diffusion, training  # noqa: E402
+from eym_mini import diffusion, training  # noqa: E402
 from stages.common import load_params, setup_logging  # noqa: E402
 
 

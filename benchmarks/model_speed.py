@@ -27,7 +27,7 @@ def build(config: str, device: str, dtype: torch.dtype, checkpointing: bool):
     from diffusers import ControlNetModel, UNet2DConditionModel
 
     if config == "tiny":
-        from eym_model.tiny import tiny_components, tiny_controlnet
+        from sandbox.models import tiny_components, tiny_controlnet
 
         unet = tiny_components()["unet"]
         controlnet = tiny_controlnet(unet)

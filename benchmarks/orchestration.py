@@ -24,11 +24,11 @@ def main() -> None:
     parser.add_argument("--fresh", type=int, default=4, help="new cases per batch-throughput run")
     args = parser.parse_args()
     os.environ.update(DVC_NO_ANALYTICS="1", PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    from eym.puppet.motions import MOTIONS
     from flows.cases import create_cases
     from flows.registry import EDIT_STAGE_NAMES, PREPARATION_STAGES, SOURCE_STAGE_NAMES, STAGE_NAMES
-    from flows.sandbox import copy_edits, make_workspace, write_manifest
-    from flows.sandbox import timed_dvc as dvc
+    from puppet_world.motions import MOTIONS
+    from sandbox.workspace import copy_edits, make_workspace, write_manifest
+    from sandbox.workspace import timed_dvc as dvc
     from stages.common import read_case
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,9 +20,9 @@ import numpy as np
 from eym.detect.mediapipe_backend import detect_poses, segment_people
 from eym.keypoints import read_keypoints
 from eym.media import read_masks, read_video
-from eym.puppet.cases import KEYPOINTS, MASKS, SOURCE_VIDEO, VIEWS, make_case
-from eym.puppet.motions import MOTIONS
 from eym.skeleton import pck, visible
+from puppet_world.cases import KEYPOINTS, MASKS, SOURCE_VIDEO, VIEWS, make_case
+from puppet_world.motions import MOTIONS
 
 
 def iou(pred: np.ndarray, truth: np.ndarray) -> float:

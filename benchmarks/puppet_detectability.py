@@ -19,9 +19,9 @@ import numpy as np
 from eym.detect.mediapipe_backend import detect_poses, segment_people
 from eym.keypoints import read_keypoints
 from eym.media import read_masks, read_video
-from eym.puppet.cases import KEYPOINTS, MASKS, REFERENCE_VIDEO, SOURCE_VIDEO, make_case, read_case_info
-from eym.puppet.motions import MOTIONS
 from eym.skeleton import pck
+from puppet_world.cases import KEYPOINTS, MASKS, REFERENCE_VIDEO, SOURCE_VIDEO, make_case, read_case_info
+from puppet_world.motions import MOTIONS
 
 
 def mask_iou(pred: np.ndarray, truth: np.ndarray) -> float:

@@ -288,10 +288,10 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from eym.puppet.benchmark import make_benchmark
     from flows.overrides import overrides_from
     from flows.pipeline import edit_batch, with_runner
     from flows.runtime import prefect_api
+    from puppet_world.benchmark import make_benchmark
 
     work = REPO / "data" / "quality"
     inputs = work / f"inputs-seed{args.seed}"

@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     os.environ.update(DVC_NO_ANALYTICS="1", PREFECT_SERVER_ANALYTICS_ENABLED="false", HF_HUB_OFFLINE="1")
     import full_size_model
 
-    from flows.sandbox import make_workspace
+    from sandbox.workspace import make_workspace
 
     if not (args.models / "controlnet").is_dir():
         full_size_model.main(["--out", str(args.models)])
@@ -125,7 +125,7 @@ def main(argv=None) -> int:
 
 def _edit(root: Path, models: Path, size: int, frames: int, sets: list[str]) -> subprocess.CompletedProcess:
     """``eym-edit run`` of a puppet case at ``size`` with the full-size model, as a user runs it."""
-    from eym.puppet.cases import make_case
+    from puppet_world.cases import make_case
 
     make_case(
         root / "inputs" / "case",

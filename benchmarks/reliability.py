@@ -24,7 +24,7 @@ import yaml
 
 
 def eym_edit(root: Path, case: str, params: str, *extra: str) -> subprocess.Popen:
-    from flows.sandbox import start_eym_edit
+    from sandbox.workspace import start_eym_edit
 
     args = ["run", "--source", "inputs/p0/source.mp4", "--reference", "inputs/p0/reference.mp4"]
     args += ["--prompt", "a person", "--params", params, "--id", case, "--source-prompt", case, *extra]
@@ -125,7 +125,7 @@ def main() -> None:
     if set(faults) - set(FAULTS):
         raise SystemExit(f"unknown fault(s) {sorted(set(faults) - set(FAULTS))}; known: {', '.join(FAULTS)}")
     os.environ.update(DVC_NO_ANALYTICS="1", PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    from flows.sandbox import TINY_CASE_PARAMS, make_workspace
+    from sandbox.workspace import TINY_CASE_PARAMS, make_workspace
 
     with tempfile.TemporaryDirectory() as tmp:
         root = make_workspace(Path(tmp), [("dance", "wave")])

@@ -21,9 +21,9 @@ import numpy as np
 import yaml
 
 from eym.keypoints import read_keypoints
-from eym.puppet.cases import KEYPOINTS, make_case
-from eym.puppet.motions import MOTIONS
 from eym.skeleton import ANCHORS, bone_length_errors, bounding_boxes, pck, visible
+from puppet_world.cases import KEYPOINTS, make_case
+from puppet_world.motions import MOTIONS
 from stages import frames, offset, pose, segment
 from stages.common import deep_merge
 

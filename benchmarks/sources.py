@@ -29,11 +29,11 @@ def main() -> None:
     parser.add_argument("--sources", type=int, default=20, help="sources of the no-op measurement")
     args = parser.parse_args()
     os.environ.update(DVC_NO_ANALYTICS="1", PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    from eym.puppet.motions import MOTIONS
     from flows.cases import create_cases
     from flows.pipeline import edit_batch, with_runner
-    from flows.sandbox import TINY_CASE_PARAMS, copy_edits, make_workspace, write_manifest
-    from flows.sandbox import timed_dvc as dvc
+    from puppet_world.motions import MOTIONS
+    from sandbox.workspace import TINY_CASE_PARAMS, copy_edits, make_workspace, write_manifest
+    from sandbox.workspace import timed_dvc as dvc
     from stages.common import read_case
 
     params = {

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from eym.puppet.cases import make_case
+from puppet_world.cases import make_case
 from stages import evaluate, frames, invert, offset, pose, sample, segment, stage1, stage2
 from stages.common import deep_merge
 
@@ -46,7 +46,7 @@ def _clip_l(tmp: Path) -> Path:
     """CLIP ViT-L/14's architecture with random weights: the evaluation's real cost."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
-    from eym_model.tiny import tiny_tokenizer
+    from sandbox.models import tiny_tokenizer
 
     config = CLIPConfig(
         text_config={"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12},
@@ -123,7 +123,7 @@ def main() -> None:
             print(f"pose (openpose): {exc}")
         pose.run(case, pre)  # restore the mediapipe poses
 
-        from eym_model.tiny import save_tiny_models
+        from sandbox.models import save_tiny_models
 
         base, controlnet = save_tiny_models(tmp / "models")
         small = tmp / "small"

@@ -24,6 +24,7 @@ from .schema import (  # noqa: F401 (the schema's names are part of this module'
     Model,
     Parameters,
     Puppet,
+    Section,
     Verdict,
 )
 
@@ -183,6 +184,18 @@ def section_values(params: dict, name: str) -> dict:
     """One section of ``params``, checked and completed with the schema's defaults."""
     values = {name: params.get(name) or {}}
     return complete(check_layers([("the parameters given", values)], values))[name]
+
+
+def typed_section(name: str, values: dict | Section | None = None) -> Section:
+    """Section ``name`` as its schema object (``Frames``, ``Stage1``, ``Sampling``, ...), every default
+    filled in: from a whole or partial dict of its keys (checked: a bad value raises InputError naming
+    the key), or an object of its type as it is."""
+    kind = _section_model(Parameters.model_fields[name].annotation)
+    if isinstance(values, kind):
+        return values
+    if isinstance(values, BaseModel):
+        values = values.model_dump()
+    return kind.model_validate(section_values({name: values or {}}, name))
 
 
 def load_checked(files: list[str | Path]) -> dict:

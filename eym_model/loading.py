@@ -109,7 +109,7 @@ def model_world(name_or_path: str) -> str | None:
 
 def domain_warning(base: str, source: Path) -> str | None:
     """A warning when a puppet-world base model is asked to edit a source the puppet world did not draw."""
-    from eym.puppet.files import is_puppet_source
+    from puppet_world.files import is_puppet_source
 
     if model_world(base) != "puppet" or is_puppet_source(source):
         return None

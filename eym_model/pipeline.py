@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from eym.errors import InputError, TrainingError
-from eym.parameters import section_values
+from eym.parameters import typed_section
+from eym.schema import Tuning
 
 from .components import Components, load_components
 from .diffusion import (
@@ -62,7 +63,7 @@ class TuningRun:
     """One tuning stage on one clip, a step at a time (so that a caller can checkpoint, report progress
     or stop between steps): the trained groups unfrozen, the clip's posterior and prompt computed once."""
 
-    def __init__(self, components: Components, frames, skeletons, prompt: str, stage: str, p: dict, groups):
+    def __init__(self, components: Components, frames, skeletons, prompt: str, stage: str, p: Tuning, groups):
         from diffusers import DDPMScheduler
 
         self.components, self.stage, self.p, self.groups = components, stage, p, groups
@@ -77,14 +78,14 @@ class TuningRun:
         self.noise_scheduler = DDPMScheduler.from_config(components.base.scheduler_config)
         self.optimizer = make_optimizer(
             self.trainable.values(),
-            float(p["lr"]),
-            float(p["weight_decay"]),
-            tuple(p["adam_betas"]),
-            float(p["adam_epsilon"]),
-            bool(p["use_8bit_adam"]),
+            float(p.lr),
+            float(p.weight_decay),
+            tuple(p.adam_betas),
+            float(p.adam_epsilon),
+            bool(p.use_8bit_adam),
         )
         self.scaler = torch.amp.GradScaler(device.split(":")[0], enabled=components.dtype == torch.float16)
-        self.generator = torch.Generator(device).manual_seed(noise_seed(stage, int(p["seed"])))
+        self.generator = torch.Generator(device).manual_seed(noise_seed(stage, int(p.seed)))
         self.steps_done = 0  # a caller that resumes from a checkpoint sets it
 
     @property
@@ -104,18 +105,18 @@ class TuningRun:
                 latents,
                 self.text,
                 self.skeletons,
-                float(self.p["conditioning_scale"]),
+                float(self.p.conditioning_scale),
                 self.generator,
             )
         if not math.isfinite(loss.item()):
             raise TrainingError(
                 f"{self.stage}: the loss became {loss.item()} at step {self.steps_done + 1}; nothing was saved. "
-                f"Lower {self.stage}.lr (now {self.p['lr']}) or use model.precision: fp32."
+                f"Lower {self.stage}.lr (now {self.p.lr}) or use model.precision: fp32."
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.trainable.values(), float(self.p["max_grad_norm"]))
+        torch.nn.utils.clip_grad_norm_(self.trainable.values(), float(self.p.max_grad_norm))
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.steps_done += 1
@@ -168,11 +169,11 @@ class EditYourMotionPipeline:
     def tuning(self, frames, *, skeletons, prompt: str, stage: str = "stage1", **settings) -> TuningRun:
         """A tuning run of ``stage``'s parameter groups (``settings``: params.yaml's ``stage1``/``stage2``
         keys), to step by hand; ``tune`` runs it to the end."""
-        p = section_values({stage: settings}, stage)
+        p = typed_section(stage, settings)
         self.check_size(frames)
         if len(skeletons) != len(frames):
             raise InputError(f"{len(skeletons)} skeleton images for {len(frames)} frames")
-        groups = list(p["trainable"])
+        groups = list(p.trainable)
         if self.components.model.motion_attention is None and "motion_attention" in groups:
             groups.remove("motion_attention")  # "w/o MA": the switch in model.motion_attention is enough
         if not groups:
@@ -182,7 +183,7 @@ class EditYourMotionPipeline:
     def tune(self, frames, *, skeletons, prompt: str, stage: str = "stage1", **settings) -> list[float]:
         """Tune on the source clip (stage 1: background-masked frames; stage 2: full frames); the loss of each step."""
         run = self.tuning(frames, skeletons=skeletons, prompt=prompt, stage=stage, **settings)
-        return [run.step() for _ in range(int(run.p["steps"]))]
+        return [run.step() for _ in range(int(run.p.steps))]
 
     def invert(self, frames, *, prompt: str = "", skeletons=None, steps: int | None = None) -> torch.Tensor:
         """The noise that DDIM sampling maps back to ``frames`` (the peers: empty prompt, UNet only;
@@ -191,7 +192,7 @@ class EditYourMotionPipeline:
 
     def invert_latents(self, latents, *, prompt: str = "", skeletons=None, steps: int | None = None) -> torch.Tensor:
         c = self.components
-        steps = steps or section_values({}, "inversion")["steps"]
+        steps = steps or typed_section("inversion").steps
         text, conditioning = self._text(prompt), self._skeletons(skeletons)
         with c.autocast():
             noise = ddim_invert(
@@ -220,8 +221,8 @@ class EditYourMotionPipeline:
         return self.decode(self.sample_latents(reference_skeletons, prompt, noise, size, **sampling))
 
     def sample_latents(self, reference_skeletons, prompt: str, noise=None, size=None, **sampling) -> torch.Tensor:
-        c, p = self.components, section_values({"sampling": sampling}, "sampling")
-        generator = torch.Generator(c.device).manual_seed(int(p["seed"]))
+        c, p = self.components, typed_section("sampling", sampling)
+        generator = torch.Generator(c.device).manual_seed(int(p.seed))
         if noise is None:
             factor = 2 ** (len(c.base.vae.config.block_out_channels) - 1)
             shape = (
@@ -232,7 +233,7 @@ class EditYourMotionPipeline:
                 size[1] // factor,
             )
             noise = torch.randn(shape, generator=generator, device=c.device)
-        text, uncond = self._text(prompt), self._text(str(p["negative_prompt"] or ""))
+        text, uncond = self._text(prompt), self._text(str(p.negative_prompt or ""))
         skeletons = self._skeletons(reference_skeletons)
         with c.autocast():  # the prompts are encoded outside it, at the text encoder's own precision
             return ddim_sample(
@@ -240,12 +241,12 @@ class EditYourMotionPipeline:
                 noise.to(c.device),
                 text,
                 c.base.scheduler_config,
-                steps=int(p["steps"]),
+                steps=int(p.steps),
                 skeletons=skeletons,
-                conditioning_scale=float(p["conditioning_scale"]),
-                guidance_scale=float(p["guidance_scale"]),
+                conditioning_scale=float(p.conditioning_scale),
+                guidance_scale=float(p.guidance_scale),
                 uncond=uncond,
-                eta=float(p["eta"]),
+                eta=float(p.eta),
                 generator=generator,
             )
 

@@ -177,8 +177,9 @@ class VideoModelConfig:
     init_seed: int = _schema_default("init_seed")  # the new layers' initial weights (their outputs start at zero)
 
     @classmethod
-    def from_params(cls, params: dict) -> "VideoModelConfig":
-        known = {k: v for k, v in params.items() if k in cls.__dataclass_fields__}
+    def from_params(cls, params) -> "VideoModelConfig":
+        """From the ``model`` section (its schema object or a dict of its keys)."""
+        known = {k: v for k, v in dict(params).items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT_PACKAGES = ("eym", "eym_model", "stages")  # what a stage may import of the project
+PROJECT_PACKAGES = ("eym", "puppet_world", "eym_model", "stages")  # what a stage may import of the project
 
 
 @dataclass(frozen=True)

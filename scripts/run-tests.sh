@@ -13,6 +13,6 @@ if ! command -v chromium >/dev/null; then
   fi
 fi
 source scripts/offline-env.sh
-.venv/bin/ruff check --quiet eym eym_model stages flows tests benchmarks
-.venv/bin/ruff format --check --quiet eym eym_model stages flows tests benchmarks
+.venv/bin/ruff check --quiet eym puppet_world eym_model eym_mini stages flows sandbox tests benchmarks
+.venv/bin/ruff format --check --quiet eym puppet_world eym_model eym_mini stages flows sandbox tests benchmarks
 exec .venv/bin/python -m pytest "$@"

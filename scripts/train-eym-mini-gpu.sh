@@ -14,11 +14,11 @@ layers=(--params params.yaml --params configs/eym-mini-gpu.yaml ${EYM_MINI_EXTRA
 mkdir -p "$root/build/eym-mini"
 rm -rf "$root/build/eym-mini/vae" && cp -r models/eym-mini/base/vae "$root/build/eym-mini/vae"
 mkdir -p "$root/build/eym-mini/logs" && cp models/eym-mini/logs/vae_loss.tsv "$root/build/eym-mini/logs/"  # export's card
-python -m eym_model.mini data "${layers[@]}" --root "$root"
+python -m eym_mini data "${layers[@]}" --root "$root"
 echo "eym-mini gpu: data ready after $SECONDS s" >&2
 shipped=$(($(wc -l < models/eym-mini/logs/diffusion_loss.tsv) - 1))  # steps the shipped weights had
 echo "eym_mini: {diffusion: {steps: $((shipped + 60)), start_from: $PWD/models/eym-mini}}" > "$root/probe.yaml"
-python -m eym_model.mini diffusion "${layers[@]}" --params "$root/probe.yaml" --root "$root"  # the run goes on from it
+python -m eym_mini diffusion "${layers[@]}" --params "$root/probe.yaml" --root "$root"  # the run goes on from it
 left=$((${minutes%.*} * 60 - SECONDS - 60))  # a minute for start-up and packing
 steps=$(python - "$root/build/eym-mini/logs/diffusion_loss.tsv" "$left" "$shipped" <<'PY'
 import sys
@@ -30,7 +30,7 @@ PY
 )
 echo "eym-mini gpu: probe done after $SECONDS s; training to step $steps in the $left s left" >&2
 echo "eym_mini: {diffusion: {steps: $steps}}" > "$root/steps.yaml"
-python -m eym_model.mini diffusion "${layers[@]}" --params "$root/steps.yaml" --root "$root"
+python -m eym_mini diffusion "${layers[@]}" --params "$root/steps.yaml" --root "$root"
 if [ -n "$out" ]; then
   python - "$root/build/eym-mini/diffusion" <<'PY'
 import sys, torch

@@ -167,7 +167,7 @@ def set_metrics(rows: list[dict], params: dict) -> dict:
     networks, out = {}, {}
     for metric, key, what in (("fvd", "fvd_model", "FVD"), ("fid_vid", "fid_vid_model", "FID-VID")):
         try:
-            networks[metric] = VideoFeatures(p[key], what, min_frames=p["video_min_frames"])
+            networks[metric] = VideoFeatures(getattr(p, key), what, min_frames=p.video_min_frames)
         except MissingWeightsError as exc:
             out[metric] = f"unavailable: {exc}"
     if not networks:

@@ -26,7 +26,7 @@ from eym import interrupt
 from eym.errors import EYMError, InputError
 from eym.logs import quiet_libraries, setup_logging  # noqa: F401 (part of this module's API)
 from eym.media import is_image
-from eym.parameters import deep_merge, load_checked, section_values  # noqa: F401 (deep_merge: part of this API)
+from eym.parameters import Section, deep_merge, load_checked, typed_section  # noqa: F401 (deep_merge: part of this API)
 
 log = logging.getLogger("eym")
 CASE_FILE = "case.yaml"
@@ -118,10 +118,10 @@ def load_params(files: list[str | Path]) -> dict:
     return load_checked(files)
 
 
-def section(params: dict, name: str) -> dict:
-    """A section of the parameters with every default of the schema filled in (a Python caller may
-    pass a partial one); a bad value raises InputError naming the key."""
-    return section_values(params, name)
+def section(params: dict, name: str) -> Section:
+    """A section of the parameters as its schema object (``Frames``, ``Stage1``, ...) with every default
+    filled in (a Python caller may pass a partial one); a bad value raises InputError naming the key."""
+    return typed_section(name, params.get(name))
 
 
 def stage_main(name: str, run: Callable[[Path, dict], object], argv=None) -> int:

@@ -28,6 +28,7 @@ from eym.atomic import atomic_path, write_json, write_text
 from eym.errors import MissingWeightsError
 from eym.keypoints import read_keypoints
 from eym.media import read_frames, read_masks
+from eym.schema import Evaluation
 from eym.skeleton import moved_joints, pck
 
 from .common import EVALUATION, FRAMES, MASKS, OFFSET, POSE, SAMPLE, log, read_case, section, stage_main
@@ -53,7 +54,7 @@ def ground_truth_masks(case_dir: Path, gt_path: Path, truth: np.ndarray, params:
     from .segment import person_probabilities
 
     p = section(params, "segmentation")
-    return person_probabilities(truth, p) >= float(p["threshold"]), f"segmentation ({p['backend']})"
+    return person_probabilities(truth, p) >= float(p.threshold), f"segmentation ({p.backend})"
 
 
 def region_metrics(edited, truth, person: np.ndarray, lpips) -> dict:
@@ -69,10 +70,10 @@ def region_metrics(edited, truth, person: np.ndarray, lpips) -> dict:
     return {k: (None if v != v else v) for k, v in out.items()}  # NaN (an empty region) is not a number
 
 
-def _device(p: dict) -> str:
+def _device(p: Evaluation) -> str:
     from eym_model.loading import resolve_device
 
-    return resolve_device(str(p["device"]))
+    return resolve_device(str(p.device))
 
 
 def compute(case_dir: Path, params: dict) -> tuple[dict, dict]:
@@ -90,7 +91,7 @@ def compute(case_dir: Path, params: dict) -> tuple[dict, dict]:
     try:
         from eym.metric_models import LPIPS
 
-        lpips = LPIPS(p["lpips_backbone"], p["lpips_net"], _device(p))
+        lpips = LPIPS(p.lpips_backbone, p.lpips_net, _device(p))
     except MissingWeightsError as exc:
         for name in ("lpips", "lpips_n", "lpips_s"):
             missing[name] = str(exc)
@@ -124,7 +125,7 @@ def compute(case_dir: Path, params: dict) -> tuple[dict, dict]:
     try:
         from eym.metric_models import CLIPScorer
 
-        clip = CLIPScorer(p["clip"], bool(p["allow_download"]), _device(p))
+        clip = CLIPScorer(p.clip, bool(p.allow_download), _device(p))
         values["clip_ta"] = clip.text_alignment(edited, str(params.get("prompt") or ""))
         values["clip_tc"] = clip.temporal_consistency(edited)
     except MissingWeightsError as exc:
@@ -137,12 +138,12 @@ def compute(case_dir: Path, params: dict) -> tuple[dict, dict]:
     return values, details
 
 
-def _pose_fidelity(case_dir: Path, edited: np.ndarray, params: dict, p: dict):
+def _pose_fidelity(case_dir: Path, edited: np.ndarray, params: dict, p: Evaluation):
     from .pose import PoseDetector
 
-    pose_params = dict(section(params, "pose"), backend=p["pose_backend"])
-    found, _ = PoseDetector(pose_params, margin=float(p["pose_margin"]))(edited, "edited")
-    scores, moved = pose_scores(case_dir, found, float(p["pck_alpha"]), float(pose_params["min_confidence"]))
+    pose_params = section(params, "pose").model_copy(update={"backend": p.pose_backend})
+    found, _ = PoseDetector(pose_params, margin=float(p.pose_margin))(edited, "edited")
+    scores, moved = pose_scores(case_dir, found, float(p.pck_alpha), float(pose_params.min_confidence))
     found_per_frame = [bool(np.isfinite(f[:, 0]).any()) for f in found]
     return scores, found_per_frame, moved
 

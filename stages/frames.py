@@ -20,6 +20,7 @@ from eym.atomic import atomic_path, write_json
 from eym.errors import InputError
 from eym.keypoints import read_keypoints, write_keypoints
 from eym.media import open_video, read_image, read_video, write_frames
+from eym.schema import Frames
 
 from .common import FRAMES, log, read_case, section, stage_main
 
@@ -79,10 +80,10 @@ def transform_keypoints(kp: np.ndarray, t: dict) -> np.ndarray:
     return out
 
 
-def _video(path: Path, p: dict, what: str):
+def _video(path: Path, p: Frames, what: str):
     reader = open_video(path)
     fps = float(reader.get_avg_fps())
-    indices = frame_indices(len(reader), p["count"], p["stride"], p["start"], p["fps"], fps, f"{what} {path}")
+    indices = frame_indices(len(reader), p.count, p.stride, p.start, p.fps, fps, f"{what} {path}")
     frames = read_video(path, indices)
     info = {
         "path": str(path),
@@ -94,10 +95,10 @@ def _video(path: Path, p: dict, what: str):
     return frames, info
 
 
-def _reference(case, p: dict, width: int, height: int, count: int | None):
+def _reference(case, p: Frames, width: int, height: int, count: int | None):
     """The reference's frames (None for a keypoints file), keypoints (None for a video) and meta."""
     if not case.reference_is_keypoints:
-        frames, meta = _video(case.reference, {**p, "count": count}, "reference video")
+        frames, meta = _video(case.reference, p.model_copy(update={"count": count}), "reference video")
         frames, meta["transform"] = resize_crop(frames, width, height)
         return frames, None, {**meta, "kind": "video"}
     kp, ref_meta = read_keypoints(case.reference)
@@ -107,7 +108,7 @@ def _reference(case, p: dict, width: int, height: int, count: int | None):
         kp[..., 1] *= height
         ref_w, ref_h = width, height
     indices = frame_indices(
-        len(kp), count, p["stride"], p["start"], p["fps"], ref_meta.get("fps"), f"reference keypoints {case.reference}"
+        len(kp), count, p.stride, p.start, p.fps, ref_meta.get("fps"), f"reference keypoints {case.reference}"
     )
     t = cover_transform(ref_w, ref_h, width, height)
     meta = {
@@ -121,7 +122,7 @@ def _reference(case, p: dict, width: int, height: int, count: int | None):
     return None, transform_keypoints(kp[indices], t), meta
 
 
-def _source(case, p: dict, width: int, height: int, count: int | None):
+def _source(case, p: Frames, width: int, height: int, count: int | None):
     if case.source_is_image:
         if not count:
             raise InputError(f"{case.source}: an image source needs frames.count (how many frames the edit has)")
@@ -136,7 +137,7 @@ def _source(case, p: dict, width: int, height: int, count: int | None):
             "original_size": [image.shape[1], image.shape[0]],
         }
         return np.repeat(frames, count, axis=0), meta
-    frames, meta = _video(case.source, {**p, "count": count}, "source video")
+    frames, meta = _video(case.source, p.model_copy(update={"count": count}), "source video")
     frames, meta["transform"] = resize_crop(frames, width, height)
     return frames, {**meta, "kind": "video"}
 
@@ -151,14 +152,14 @@ def ground_truth_frames(case_dir: Path, gt_path: Path) -> np.ndarray:
 def run(case_dir: Path, params: dict) -> dict:
     """Frame extraction: the source's and/or the reference's frames at the working resolution."""
     p = section(params, "frames")
-    width, height = int(p["width"]), int(p["height"])
+    width, height = int(p.width), int(p.height)
     if width % 8 or height % 8 or width <= 0 or height <= 0:
         raise InputError(
             f"params: frames.width and frames.height must be positive multiples of 8, got {width}x{height}"
         )
     case = read_case(case_dir)
     meta: dict = {"width": width, "height": height}
-    count, source, reference, ref_kp = p["count"], None, None, None
+    count, source, reference, ref_kp = p.count, None, None, None
     if case.source is None:  # an edit of a prepared source: as many frames as the source has
         source_meta = json.loads((case.prepared_dir / FRAMES / "meta.json").read_text())
         count, meta["source"] = source_meta["num_frames"], source_meta["source"]
@@ -205,13 +206,13 @@ def run(case_dir: Path, params: dict) -> dict:
     return meta
 
 
-def _output_fps(meta: dict, p: dict) -> float:
+def _output_fps(meta: dict, p: Frames) -> float:
     """Frame rate of the extracted clip: frames.fps, or the input's rate divided by the stride."""
-    if p["fps"]:
-        return float(p["fps"])
+    if p.fps:
+        return float(p.fps)
     for role in ("source", "reference"):
         if role in meta and meta[role].get("fps"):
-            return float(meta[role]["fps"]) / p["stride"]
+            return float(meta[role]["fps"]) / p.stride
     return 8.0
 
 

@@ -36,7 +36,7 @@ def run(case_dir: Path, params: dict) -> dict:
     """Inversion: the noise that DDIM sampling maps back to the source clip."""
     case_dir = Path(case_dir)
     p = section(params, INVERSION)
-    if not p["enabled"]:  # edits of this source sample from noise or copy it (baselines)
+    if not p.enabled:  # edits of this source sample from noise or copy it (baselines)
         with atomic_path(case_dir / INVERSION) as out:
             out.mkdir()
             write_json(out / "inversion.json", {"skipped": True})
@@ -47,12 +47,12 @@ def run(case_dir: Path, params: dict) -> dict:
     frames = read_frames(case_dir / FRAMES / "source")
     pipe.check_size(frames, str(case_dir / FRAMES / "source"))
     latents = pipe.encode(frames)
-    prompt = str(params["prompt"] or "") if p["use_prompt"] else ""
-    skeletons = read_frames(case_dir / POSE / "source_skeleton") if p["controlnet"] else None
-    steps = int(p["steps"])
+    prompt = str(params["prompt"] or "") if p.use_prompt else ""
+    skeletons = read_frames(case_dir / POSE / "source_skeleton") if p.controlnet else None
+    steps = int(p.steps)
     noise = pipe.invert_latents(latents, prompt=prompt, skeletons=skeletons, steps=steps)
-    info = {"steps": steps, "prompt": prompt, "controlnet": bool(p["controlnet"]), "noise_std": noise.std().item()}
-    if p["check_reconstruction"]:
+    info = {"steps": steps, "prompt": prompt, "controlnet": bool(p.controlnet), "noise_std": noise.std().item()}
+    if p.check_reconstruction:
         again = pipe.sample_latents(skeletons, prompt, noise, steps=steps, conditioning_scale=1.0, guidance_scale=1.0)
         video = video_tensor(frames)
         info["reconstruction_latent_mae"] = (again.float() - latents).abs().mean().item()
@@ -63,7 +63,7 @@ def run(case_dir: Path, params: dict) -> dict:
         tensors = {"noise": noise.cpu().contiguous(), "source_latents": latents.cpu().contiguous()}
         save_file(tensors, str(out / LATENTS), metadata={"steps": str(info["steps"])})
         write_json(out / "inversion.json", info)
-    if p["check_reconstruction"]:
+    if p.check_reconstruction:
         log.info(
             "inversion: %d steps; re-sampled PSNR %.2f dB (the VAE alone: %.2f dB)",
             info["steps"],

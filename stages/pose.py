@@ -23,6 +23,7 @@ from eym.errors import InputError
 from eym.keypoints import read_keypoints, write_keypoints
 from eym.media import read_frames, write_frames
 from eym.progress import Progress
+from eym.schema import Pose
 from eym.skeleton import NUM_JOINTS, bounding_boxes, draw_skeletons, visible
 
 from .common import FRAMES, MASKS, POSE, log, read_case, section, stage_main
@@ -32,16 +33,16 @@ class PoseDetector:
     """The configured pose backend, its network loaded once and used for every clip. ``margin``: MediaPipe's
     border (``detect_poses``); the pose stage uses none, the evaluation's re-detection ``evaluation.pose_margin``."""
 
-    def __init__(self, p: dict, margin: float = 0.0):
-        self.p, self.backend, self.margin = p, p["backend"], margin
+    def __init__(self, p: Pose, margin: float = 0.0):
+        self.p, self.backend, self.margin = p, p.backend, margin
         if self.backend == "openpose":
             from eym.detect import openpose_backend as module
 
-            self.model = module.open_detector(p["annotator"], bool(p["allow_download"]))
+            self.model = module.open_detector(p.annotator, bool(p.allow_download))
         elif self.backend == "dwpose":
             from eym.detect import dwpose_backend as module
 
-            self.model = module.open_detector(p["dwpose"], bool(p["allow_download"]))
+            self.model = module.open_detector(p.dwpose, bool(p.allow_download))
         elif self.backend != "mediapipe":
             raise InputError(f"params: pose.backend must be mediapipe, openpose or dwpose, not {self.backend!r}")
         self.module = None if self.backend == "mediapipe" else module
@@ -52,10 +53,10 @@ class PoseDetector:
             if self.module is None:
                 from eym.detect.mediapipe_backend import detect_poses
 
-                complexity = int(self.p["mediapipe_complexity"])
+                complexity = int(self.p.mediapipe_complexity)
                 return detect_poses(frames, model_complexity=complexity, margin=self.margin, progress=bar.update), []
             people = self.module.detect_people(frames, self.model, progress=bar.update)
-        return pick_largest(people, float(self.p["min_confidence"]))
+        return pick_largest(people, float(self.p.min_confidence))
 
 
 def pick_largest(people: list[list[np.ndarray]], min_confidence: float) -> tuple[np.ndarray, list[int]]:
@@ -101,26 +102,26 @@ def missing_frames(kp: np.ndarray, min_confidence: float) -> list[int]:
     return [int(f) for f in np.where(visible(kp, min_confidence)[:, core].sum(1) < 2)[0]]
 
 
-def _finish(kp: np.ndarray, several: list[int], p: dict, what: str, where: Path) -> tuple[np.ndarray, dict]:
-    threshold = float(p["min_confidence"])
+def _finish(kp: np.ndarray, several: list[int], p: Pose, what: str, where: Path) -> tuple[np.ndarray, dict]:
+    threshold = float(p.min_confidence)
     missing = missing_frames(kp, threshold)
-    if len(missing) > float(p["max_missing_fraction"]) * len(kp):
+    if len(missing) > float(p.max_missing_fraction) * len(kp):
         hint = ""
-        if p["backend"] == "mediapipe":
+        if p.backend == "mediapipe":
             hint = (
                 ". MediaPipe's pose detector starts from the face: if the head is out of the frame, use "
                 "pose.backend: dwpose or openpose"
             )
-            if p["source_frames"] == "masked" and what == "source":
+            if p.source_frames == "masked" and what == "source":
                 hint += "; it also finds people more often in the full frames (pose.source_frames: full)"
         raise InputError(
             f"{where}: no person found in {len(missing)} of {len(kp)} {what} frames (frames {missing}); "
-            f"pose.max_missing_fraction allows {float(p['max_missing_fraction']):.0%}{hint}"
+            f"pose.max_missing_fraction allows {float(p.max_missing_fraction):.0%}{hint}"
         )
     if several:
         log.warning("pose: several people in %s frames %s: kept the largest", what, several)
     filled = 0
-    if p["interpolate_missing"]:
+    if p.interpolate_missing:
         kp, filled = fill_gaps(kp, threshold)
     return kp, {"frames_without_person": missing, "frames_with_several_people": several, "joints_interpolated": filled}
 
@@ -143,15 +144,15 @@ def run(case_dir: Path, params: dict) -> dict:
     p = section(params, "pose")
     case_dir = Path(case_dir)
     case = read_case(case_dir)
-    if p["source_frames"] not in ("full", "masked"):
-        raise InputError(f"params: pose.source_frames must be full or masked, not {p['source_frames']!r}")
+    if p.source_frames not in ("full", "masked"):
+        raise InputError(f"params: pose.source_frames must be full or masked, not {p.source_frames!r}")
     meta = json.loads((case_dir / FRAMES / "meta.json").read_text())
     width, height = int(meta["width"]), int(meta["height"])
-    threshold = float(p["min_confidence"])
+    threshold = float(p.min_confidence)
     detect = PoseDetector(p)
-    found, info = {}, {"backend": p["backend"], "warnings": []}
+    found, info = {}, {"backend": p.backend, "warnings": []}
     if case.source is not None:
-        frames_dir = case_dir / (MASKS + "/masked" if p["source_frames"] == "masked" else FRAMES + "/source")
+        frames_dir = case_dir / (MASKS + "/masked" if p.source_frames == "masked" else FRAMES + "/source")
         kp, several = detect(read_frames(frames_dir), "source")
         found["source"], info["source"] = _finish(kp, several, p, "source", frames_dir)
     if case.reference is not None:
@@ -168,12 +169,12 @@ def run(case_dir: Path, params: dict) -> dict:
     with atomic_path(case_dir / POSE) as out:
         out.mkdir()
         for role, kp in found.items():
-            write_keypoints(out / f"{role}.parquet", kp, width, height, role=role, backend=p["backend"])
+            write_keypoints(out / f"{role}.parquet", kp, width, height, role=role, backend=p.backend)
             write_frames(out / f"{role}_skeleton", draw_skeletons(kp, height, width, threshold))
         write_json(out / "meta.json", info)
     log.info(
         "pose (%s): %s",
-        p["backend"],
+        p.backend,
         ", ".join(f"{role} joints found {100 * visible(kp, threshold).mean():.0f}%" for role, kp in found.items()),
     )
     return info

@@ -23,6 +23,7 @@ from eym.atomic import atomic_path, write_json
 from eym.errors import InputError
 from eym.media import read_frames, write_frames, write_gif, write_video
 from eym.panels import side_by_side
+from eym.schema import Sampling
 from eym_model.components import load_components
 from eym_model.diffusion import prompt_warnings
 from eym_model.loading import domain_warning
@@ -60,7 +61,7 @@ def inversion_steps(latents_file: Path) -> int | None:
     return int(steps) if steps is not None else None
 
 
-def starting_noise(source_folder: Path, p: dict, frames: int) -> torch.Tensor:
+def starting_noise(source_folder: Path, p: Sampling, frames: int) -> torch.Tensor:
     """The source's inverted latents (checked against sampling.steps)."""
     latents_file = source_folder / INVERSION / LATENTS
     if not latents_file.is_file():
@@ -70,10 +71,10 @@ def starting_noise(source_folder: Path, p: dict, frames: int) -> torch.Tensor:
         )
     noise = load_file(str(latents_file))["noise"]
     inverted_steps = inversion_steps(latents_file)
-    if inverted_steps is not None and inverted_steps != int(p["steps"]):
+    if inverted_steps is not None and inverted_steps != int(p.steps):
         raise InputError(
             f"{latents_file}: the noise was inverted with {inverted_steps} DDIM steps, but sampling.steps is "
-            f"{p['steps']}: sampling would start at the wrong timestep. Set sampling.steps and inversion.steps "
+            f"{p.steps}: sampling would start at the wrong timestep. Set sampling.steps and inversion.steps "
             "to the same number"
         )
     if noise.shape[2] != frames:
@@ -81,21 +82,21 @@ def starting_noise(source_folder: Path, p: dict, frames: int) -> torch.Tensor:
     return noise
 
 
-def generate(case_dir: Path, params: dict, p: dict, skeleton_frames: np.ndarray, source: np.ndarray):
+def generate(case_dir: Path, params: dict, p: Sampling, skeleton_frames: np.ndarray, source: np.ndarray):
     """The edited frames, and the tokenizer used (for prompt warnings; None without a model)."""
-    if p["start"] == "source":  # the "copy the source" baseline: moves nothing, keeps every pixel
+    if p.start == "source":  # the "copy the source" baseline: moves nothing, keeps every pixel
         return source.copy(), None
     pipe = EditYourMotionPipeline(load_components(section(params, "model")))
     source_folder = source_dir(case_dir)
     load_stage_weights(pipe, source_folder, (STAGE1, STAGE2))
     # inverted: the method; fresh noise (None): with no tuning, the "ControlNet only" baseline
-    noise = starting_noise(source_folder, p, len(skeleton_frames)) if p["start"] == "inverted" else None
+    noise = starting_noise(source_folder, p, len(skeleton_frames)) if p.start == "inverted" else None
     edited = pipe(
         reference_skeletons=skeleton_frames,
         prompt=str(params["prompt"] or ""),
         noise=noise,
         size=source.shape[1:3],
-        **p,
+        **p.model_dump(),
     )
     return edited, pipe.components.base.tokenizer
 
@@ -112,8 +113,8 @@ def run(case_dir: Path, params: dict) -> dict:
     """Sampling: the edited video from the inverted noise and the aligned reference skeletons."""
     case_dir = Path(case_dir)
     p = section(params, "sampling")
-    if p["start"] not in STARTS:
-        raise InputError(f"params: sampling.start must be one of {list(STARTS)}, not {p['start']!r}")
+    if p.start not in STARTS:
+        raise InputError(f"params: sampling.start must be one of {list(STARTS)}, not {p.start!r}")
     skeleton_frames = read_frames(case_dir / OFFSET / "aligned_skeleton")
     source = read_frames(source_dir(case_dir) / FRAMES / "source")
     edited, tokenizer = generate(case_dir, params, p, skeleton_frames, source)
@@ -131,7 +132,7 @@ def run(case_dir: Path, params: dict) -> dict:
         "frames": len(edited),
         "fps": fps,
         "size": [edited.shape[2], edited.shape[1]],
-        **p,
+        **p.model_dump(),
         "warnings": model_warnings(case_dir, params, tokenizer, prompt),
     }
     for warning in meta["warnings"]:
@@ -147,7 +148,7 @@ def run(case_dir: Path, params: dict) -> dict:
         write_json(out / "meta.json", meta)
     log.info(
         "sampling (%s): %d frames at %dx%d, %.1f fps -> %s",
-        p["start"],
+        p.start,
         len(edited),
         edited.shape[2],
         edited.shape[1],

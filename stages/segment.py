@@ -18,22 +18,23 @@ from eym.atomic import atomic_path, write_json
 from eym.errors import InputError
 from eym.media import read_frames, write_frames
 from eym.progress import Progress
+from eym.schema import Segmentation
 
 from .common import FRAMES, MASKS, log, section, stage_main
 
 
-def person_probabilities(frames: np.ndarray, p: dict) -> np.ndarray:
-    with Progress(len(frames), f"segmentation ({p['backend']})") as bar:
-        if p["backend"] == "mediapipe":
+def person_probabilities(frames: np.ndarray, p: Segmentation) -> np.ndarray:
+    with Progress(len(frames), f"segmentation ({p.backend})") as bar:
+        if p.backend == "mediapipe":
             from eym.detect.mediapipe_backend import segment_people
 
-            return segment_people(frames, int(p["mediapipe_model"]), progress=bar.update)
-        if p["backend"] == "rembg":
+            return segment_people(frames, int(p.mediapipe_model), progress=bar.update)
+        if p.backend == "rembg":
             from eym.detect import rembg_backend
 
-            session = rembg_backend.open_session(p["rembg_model"], p["rembg_model_path"])
+            session = rembg_backend.open_session(p.rembg_model, p.rembg_model_path)
             return rembg_backend.segment_people(frames, session, progress=bar.update)
-    raise InputError(f"params: segmentation.backend must be mediapipe or rembg, not {p['backend']!r}")
+    raise InputError(f"params: segmentation.backend must be mediapipe or rembg, not {p.backend!r}")
 
 
 def keep_largest_person(mask: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -69,9 +70,9 @@ def run(case_dir: Path, params: dict) -> dict:
     p = section(params, "segmentation")
     case_dir = Path(case_dir)
     frames = read_frames(case_dir / FRAMES / "source")
-    masks = person_probabilities(frames, p) >= float(p["threshold"])
+    masks = person_probabilities(frames, p) >= float(p.threshold)
     several, empty = [], []
-    min_pixels = float(p["min_area"]) * masks[0].size
+    min_pixels = float(p.min_area) * masks[0].size
     for f in range(len(masks)):
         masks[f], dropped = keep_largest_person(masks[f])
         if dropped:
@@ -80,18 +81,18 @@ def run(case_dir: Path, params: dict) -> dict:
             empty.append(f)
     if several:
         log.warning("segmentation: several people in frames %s: kept the largest", several)
-    if len(empty) > float(p["max_missing_fraction"]) * len(masks):
+    if len(empty) > float(p.max_missing_fraction) * len(masks):
         raise InputError(
             f"{case_dir / FRAMES / 'source'}: no person found in {len(empty)} of {len(masks)} frames "
             f"(frames {empty}); segmentation.max_missing_fraction allows "
-            f"{float(p['max_missing_fraction']):.0%}. Check the source video or try another backend."
+            f"{float(p.max_missing_fraction):.0%}. Check the source video or try another backend."
         )
-    if int(p["dilate"]) > 0:
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * int(p["dilate"]) + 1,) * 2)
+    if int(p.dilate) > 0:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * int(p.dilate) + 1,) * 2)
         masks = np.stack([cv2.dilate(m.astype(np.uint8), kernel) > 0 for m in masks])
     masked = frames * masks[..., None]
     meta = {
-        "backend": p["backend"],
+        "backend": p.backend,
         "area_fraction": masks.mean((1, 2)).round(5).tolist(),
         "frames_without_person": empty,
         "frames_with_several_people": several,
@@ -101,7 +102,7 @@ def run(case_dir: Path, params: dict) -> dict:
         write_frames(out / "masks", masks)
         write_frames(out / "masked", masked)
         write_json(out / "meta.json", meta)
-    log.info("segmentation (%s): mean person area %.1f%% of the frame", p["backend"], 100 * masks.mean())
+    log.info("segmentation (%s): mean person area %.1f%% of the frame", p.backend, 100 * masks.mean())
     return meta
 
 

@@ -64,13 +64,13 @@ def train(case_dir: Path, params: dict, stage: str, previous: tuple[str, ...] = 
     p = section(params, stage)
     model_params = section(params, "model")
     out_dir = case_dir / stage
-    if not p["enabled"]:
+    if not p.enabled:
         return _write_skipped(out_dir, stage)
-    frames_dir = case_dir / (MASKS + "/masked" if p["masked"] else FRAMES + "/source")
+    frames_dir = case_dir / (MASKS + "/masked" if p.masked else FRAMES + "/source")
     skeleton_dir = case_dir / POSE / "source_skeleton"
     prompt = str(params["prompt"] or "")
     inputs = [frames_dir, skeleton_dir] + [case_dir / s / WEIGHTS for s in previous]
-    print_ = fingerprint(p, model_params, prompt, *inputs)
+    print_ = fingerprint(p.model_dump(), model_params.model_dump(), prompt, *inputs)
     ckpt_dir = case_dir / f"{stage}.ckpt"
 
     pipe = EditYourMotionPipeline(load_components(model_params))
@@ -80,12 +80,12 @@ def train(case_dir: Path, params: dict, stage: str, previous: tuple[str, ...] = 
     skeleton_frames = read_frames(skeleton_dir)
     if len(skeleton_frames) != len(frames):
         raise InputError(f"{skeleton_dir}: {len(skeleton_frames)} skeleton images for {len(frames)} frames")
-    run = pipe.tuning(frames, skeletons=skeleton_frames, prompt=prompt, stage=stage, **p)
-    if run.groups != list(p["trainable"]):
+    run = pipe.tuning(frames, skeletons=skeleton_frames, prompt=prompt, stage=stage, **p.model_dump())
+    if run.groups != list(p.trainable):
         log.info("%s: motion attention is off, so it is not trained", stage)
     state = {"step": 0, "log": [], "seconds": 0.0}
     resumed = _resume(ckpt_dir, print_, run, state)
-    steps = int(p["steps"])
+    steps = int(p.steps)
     log.info(
         "%s: training %.2f M parameters (%s) for %d steps%s",
         stage,
@@ -104,12 +104,12 @@ def train(case_dir: Path, params: dict, stage: str, previous: tuple[str, ...] = 
         "train_seconds": round(state["seconds"], 2),
         "resumed_after_step": resumed,
         "prompt": prompt,
-        "masked_frames": bool(p["masked"]),
+        "masked_frames": bool(p.masked),
         "warnings": prompt_warnings(pipe.components.base.tokenizer, [prompt]),
     }
     with atomic_path(out_dir) as out:
         out.mkdir()
-        save_trainable(pipe.components.model, out / WEIGHTS, run.groups, SAVE_DTYPES[p["save_dtype"]], {"stage": stage})
+        save_trainable(pipe.components.model, out / WEIGHTS, run.groups, SAVE_DTYPES[p.save_dtype], {"stage": stage})
         write_text(out / LOSS_LOG, _loss_table(state["log"]))
         write_json(out / META, meta)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
@@ -126,7 +126,7 @@ def train(case_dir: Path, params: dict, stage: str, previous: tuple[str, ...] = 
 def _loop(run: TuningRun, state: dict, steps: int, ckpt_dir: Path, print_: str) -> None:
     """The steps from ``state["step"]`` to ``steps``, a checkpoint every ``checkpoint_every``; a signal
     stops it at a step boundary, after a checkpoint."""
-    every, lr = max(1, int(run.p["checkpoint_every"])), float(run.p["lr"])
+    every, lr = max(1, int(run.p.checkpoint_every)), float(run.p.lr)
     bar = Progress(steps, f"{run.stage} tuning", initial=state["step"], unit="step")
     with interrupt.deferred():
         while state["step"] < steps:

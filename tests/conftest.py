@@ -28,7 +28,7 @@ def prefect_home(tmp_path_factory):
 @pytest.fixture(scope="session")
 def puppet_case(tmp_path_factory):
     """A 128x128, 8-frame puppet case folder (walk in place -> wave)."""
-    from eym.puppet.cases import make_case
+    from puppet_world.cases import make_case
 
     folder = tmp_path_factory.mktemp("puppet") / "case"
     make_case(folder, seed=7, size=128, num_frames=8, fps=8, source_motion="walk_in_place", reference_motion="wave")
@@ -38,7 +38,7 @@ def puppet_case(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     """Folders of a tiny random SD-1.5-layout base model and ControlNet (diffusers format)."""
-    from eym_model.tiny import save_tiny_models
+    from sandbox.models import save_tiny_models
 
     return save_tiny_models(tmp_path_factory.mktemp("models"))
 
@@ -91,7 +91,7 @@ def make_case_dir(folder, source, reference, ground_truth=None, case_id="case"):
 @pytest.fixture(scope="session")
 def puppet_256(tmp_path_factory):
     """A 256x256, 24-frame puppet case (dance -> squat), large enough for mediapipe."""
-    from eym.puppet.cases import make_case
+    from puppet_world.cases import make_case
 
     folder = tmp_path_factory.mktemp("puppet256") / "input"
     make_case(folder, seed=11, size=256, num_frames=24, fps=12, source_motion="dance", reference_motion="squat")

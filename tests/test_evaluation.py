@@ -115,7 +115,7 @@ def test_lpips_with_a_local_backbone_file(tmp_path):
 def _tiny_clip(folder):
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
-    from eym_model.tiny import tiny_tokenizer
+    from sandbox.models import tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
     config = CLIPConfig(

@@ -11,12 +11,12 @@ import yaml
 from conftest import REPO
 
 from eym.keypoints import read_keypoints
-from eym.puppet.seeds import EVALUATION, HELDOUT, TRAINING, check_seed, seeds_for
+from puppet_world.seeds import EVALUATION, HELDOUT, TRAINING, check_seed, seeds_for
 
 
 def test_evaluation_and_training_seeds_never_meet(tmp_path):
-    from eym.puppet.cases import make_case
-    from eym_model.mini.data import actor_frames
+    from eym_mini.data import actor_frames
+    from puppet_world.cases import make_case
 
     ranges = [set(range(r.start, r.start + 1000)) | {r.stop - 1} for r in (EVALUATION, TRAINING, HELDOUT)]
     assert EVALUATION.stop <= TRAINING.start and TRAINING.stop <= HELDOUT.start
@@ -34,8 +34,8 @@ def test_evaluation_and_training_seeds_never_meet(tmp_path):
 
 
 def test_tokenizer_holds_every_puppet_prompt_word_as_one_token(tmp_path):
-    from eym.puppet.cases import make_case, read_case_info
-    from eym_model.mini.tokenizer import mini_tokenizer, puppet_words
+    from eym_mini.tokenizer import mini_tokenizer, puppet_words
+    from puppet_world.cases import make_case, read_case_info
 
     tokenizer = mini_tokenizer()
     for word in puppet_words():
@@ -83,7 +83,7 @@ def _phase(root, phase, *extra, env=None):
         [
             sys.executable,
             "-m",
-            "eym_model.mini",
+            "eym_mini",
             phase,
             "--params",
             str(REPO / "params.yaml"),
@@ -115,12 +115,12 @@ def tiny_mini(tmp_path_factory):
     root = tmp_path_factory.mktemp("mini")
     (root / "tiny.yaml").write_text(yaml.safe_dump(TINY_MINI))
     subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=root, check=True)
-    for name in ("eym", "eym_model"):  # the code the stages declare
+    for name in ("eym", "puppet_world", "eym_model", "eym_mini"):  # the code the stages declare
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     params = deep_merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY_MINI)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
-    for command in (["dvc", "repro", "eym_mini"], ["eym_model.mini", "ship"]):
+    for command in (["dvc", "repro", "eym_mini"], ["eym_mini", "ship"]):
         result = subprocess.run(
             [sys.executable, "-m", *command], cwd=root, capture_output=True, text=True, env=stage_environment()
         )
@@ -163,7 +163,7 @@ def test_phases_write_an_sd15_layout_that_the_project_and_diffusers_load(tiny_mi
         assert rows[0].startswith("step\tloss\tlr\tseconds") and len(rows) == 1 + TINY_MINI["eym_mini"][phase]["steps"]
 
 
-@pytest.mark.documents("python -m eym_model.mini ship")
+@pytest.mark.documents("python -m eym_mini ship")
 def test_ship_copies_the_release_that_export_made_and_nothing_else_writes_the_shipped_model(tiny_mini, tmp_path):
     release, shipped = tiny_mini / "build/eym-mini/release", tiny_mini / "models/eym-mini"
     for part in (
@@ -321,7 +321,7 @@ def _generate(base, controlnet, skeletons, prompts, steps=12, guidance=3.0):
     import torch
     from PIL import Image
 
-    from eym_model.mini.export import controlnet_pipeline
+    from eym_mini.export import controlnet_pipeline
 
     pipe = controlnet_pipeline(base, controlnet)
     size = skeletons.shape[1]
@@ -349,8 +349,8 @@ def _person_on_skeleton(frames, skeletons) -> float:
 
 @pytest.mark.skipif(not (MINI / "base").is_dir(), reason="eym-mini is trained by `dvc repro eym_mini`")
 def test_eym_mini_draws_a_person_where_the_skeleton_is_and_random_weights_do_not(tiny_models, tmp_path):
-    from eym.puppet.cases import KEYPOINTS, make_case
     from eym.skeleton import draw_skeletons
+    from puppet_world.cases import KEYPOINTS, make_case
 
     make_case(tmp_path / "c", seed=77, size=128, num_frames=4, fps=4)  # an evaluation seed: unseen
     kp = read_keypoints(tmp_path / "c" / KEYPOINTS["edit"])[0]

@@ -18,8 +18,8 @@ import yaml
 
 from flows.cases import create_cases
 from flows.registry import EDIT_STAGE_NAMES, SOURCE_STAGE_NAMES
-from flows.sandbox import TINY_CASE_PARAMS as TINY
-from flows.sandbox import make_workspace, write_manifest
+from sandbox.workspace import TINY_CASE_PARAMS as TINY
+from sandbox.workspace import make_workspace, write_manifest
 
 DVC = [sys.executable, "-m", "dvc"]
 MOTIONS = [("dance", "wave"), ("squat", "jump"), ("turn", "arms_raise"), ("wave", "walk_in_place"), ("jump", "dance")]

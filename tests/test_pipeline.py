@@ -13,7 +13,7 @@ import pytest
 from eym.media import read_frames
 from flows.cases import create_cases
 from flows.registry import PREPARATION_STAGES, RUN_ORDER
-from flows.sandbox import make_workspace, write_manifest
+from sandbox.workspace import make_workspace, write_manifest
 from stages.common import default_params_files, load_params, read_case
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,9 +15,9 @@ from eym.detect.mediapipe_backend import detect_poses, segment_people
 from eym.keypoints import read_keypoints
 from eym.manifest import read_manifest
 from eym.media import read_masks, read_video
-from eym.puppet.body import Proportions
-from eym.puppet.cases import CASE_INFO, GT_EDIT_VIDEO, KEYPOINTS, MASKS, SOURCE_VIDEO, make_case
 from eym.skeleton import J, feet_centre, pck
+from puppet_world.body import Proportions
+from puppet_world.cases import CASE_INFO, GT_EDIT_VIDEO, KEYPOINTS, MASKS, SOURCE_VIDEO, make_case
 
 
 def _case_arrays(folder):
@@ -139,7 +139,7 @@ def test_benchmark_command_writes_cases_and_manifest(tmp_path):
         [
             sys.executable,
             "-m",
-            "eym.puppet.benchmark",
+            "puppet_world.benchmark",
             "benchmark",
             "--out",
             str(out),
@@ -164,7 +164,7 @@ def test_benchmark_command_writes_cases_and_manifest(tmp_path):
 
 
 def test_benchmark_pairs_every_source_with_several_references(tmp_path):
-    from eym.puppet.benchmark import make_benchmark
+    from puppet_world.benchmark import make_benchmark
 
     manifest = make_benchmark(
         tmp_path / "bench", 6, size=64, num_frames=4, progress=False, references_per_source=3, prefix="puppet"

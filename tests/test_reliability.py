@@ -15,8 +15,8 @@ import psutil
 import pytest
 import yaml
 
-from flows.sandbox import TINY_CASE_PARAMS as TINY
-from flows.sandbox import make_workspace, start_eym_edit
+from sandbox.workspace import TINY_CASE_PARAMS as TINY
+from sandbox.workspace import make_workspace, start_eym_edit
 
 SLOW_TUNING = {**TINY, "stage1": {"steps": 40, "checkpoint_every": 2}}  # long enough to be interrupted
 

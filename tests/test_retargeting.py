@@ -15,8 +15,8 @@ from conftest import REPO, make_case_dir, preprocess, repo_params
 from eym.errors import InputError
 from eym.keypoints import read_keypoints, write_keypoints
 from eym.media import read_image as read_frames_png
-from eym.puppet.cases import KEYPOINTS, make_case
 from eym.skeleton import ANCHORS, J, bone_length_errors
+from puppet_world.cases import KEYPOINTS, make_case
 from stages import offset
 
 

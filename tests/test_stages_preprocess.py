@@ -13,8 +13,8 @@ from conftest import make_case_dir, repo_params, write_params
 from eym.errors import InputError, MissingWeightsError
 from eym.keypoints import read_keypoints, write_keypoints
 from eym.media import read_frames, read_image, read_masks, read_video, write_video
-from eym.puppet.cases import KEYPOINTS, MASKS
 from eym.skeleton import draw_skeletons, feet_centre, mid_hip, pck
+from puppet_world.cases import KEYPOINTS, MASKS
 from stages import frames, offset, segment
 
 INDICES = [0, 2, 4, 6, 8, 10, 12, 14]  # count 8, stride 2
@@ -127,8 +127,8 @@ def test_no_person_is_an_error_listing_the_frames(tmp_path, puppet_256):
 
 
 def test_several_people_keep_the_largest_and_say_so(tmp_path, puppet_256):
-    from eym.puppet.cases import Actor, render
-    from eym.puppet.render import make_background
+    from puppet_world.cases import Actor, render
+    from puppet_world.render import make_background
 
     rng = np.random.default_rng(2)
     big, small = Actor.sample(rng, "wave"), Actor.sample(rng, "squat")
@@ -274,7 +274,7 @@ def test_dwpose_decoding_recovers_known_keypoints(tmp_path):
 
 # -- skeleton offset --------------------------------------------------------------------------------
 def _skeleton(frames=3, shift=(0.0, 0.0), size=1.0):
-    from eym.puppet.body import Placement, Pose, Proportions, pose_keypoints
+    from puppet_world.body import Placement, Pose, Proportions, pose_keypoints
 
     kp = np.stack(
         [

@@ -21,11 +21,11 @@ import pyarrow.parquet as pq
 
 from eym.atomic import atomic_path
 from eym.errors import InputError
-from eym.puppet.body import Placement, Proportions, pose_keypoints
-from eym.puppet.cases import Actor, describe_scene, render
-from eym.puppet.motions import MOTIONS, MotionSpec
-from eym.puppet.render import Appearance, make_background
-from eym.puppet.seeds import check_seed, seeds_for
+from puppet_world.body import Placement, Proportions, pose_keypoints
+from puppet_world.cases import Actor, describe_scene, render
+from puppet_world.motions import MOTIONS, MotionSpec
+from puppet_world.render import Appearance, make_background
+from puppet_world.seeds import check_seed, seeds_for
 
 FILES = ("frames.npy", "masks.npy", "keypoints.npy", "rows.parquet")
 

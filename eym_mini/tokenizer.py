@@ -5,16 +5,28 @@ from __future__ import annotations
 
 import re
 
-from eym.puppet.motions import MOTIONS
-from eym.puppet.render import CLOTH_NAMES
-from eym_model.tiny import _byte_symbols
+from puppet_world.motions import MOTIONS
+from puppet_world.render import CLOTH_NAMES
 
-# Words of the puppet prompts (eym.puppet.cases.describe_scene) and a few common ones of user prompts.
+# Words of the puppet prompts (puppet_world.cases.describe_scene) and a few common ones of user prompts.
 EXTRA_WORDS = (
     "a an the person with short long hair in and shirt t sleeved trousers shorts front of wall "
     "man woman boy girl child people dancing walking jumping waving squatting standing turning "
     "raising arms arm both from side to on floor room background"
 )
+
+
+def byte_symbols() -> list[str]:
+    """The 256 printable stand-ins for bytes that CLIP's byte-level BPE uses."""
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    codes, extra = printable[:], 0
+    for b in range(256):
+        if b not in printable:
+            codes.append(256 + extra)
+            extra += 1
+    return [chr(c) for c in codes]
 
 
 def puppet_words() -> list[str]:
@@ -55,7 +67,7 @@ def mini_tokenizer():
     """A ``CLIPTokenizer`` (77 tokens, like SD's) whose vocabulary covers the puppet prompts."""
     from transformers import CLIPTokenizer
 
-    symbols = _byte_symbols()
+    symbols = byte_symbols()
     vocab = symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]
     merges = word_merges(puppet_words())
     vocab += [a + b for a, b in merges if a + b not in vocab]

@@ -1,7 +1,7 @@
 """The command line of eym-mini's training phases (DVC runs them: ``dvc repro eym_mini``).
 
-    python -m eym_model.mini data|vae|diffusion|export [--params params.yaml] [--max-minutes M]
-    python -m eym_model.mini ship     # the release that export made becomes models/eym-mini
+    python -m eym_mini data|vae|diffusion|export [--params params.yaml] [--max-minutes M]
+    python -m eym_mini ship     # the release that export made becomes models/eym-mini
 
 A phase stopped by its time budget saves a checkpoint and exits with status 3; the same command
 continues it.
@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     from eym.logs import setup_logging
     from eym.parameters import load_checked as load_params
 
-    parser = argparse.ArgumentParser(prog="python -m eym_model.mini", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m eym_mini", description=__doc__.splitlines()[0])
     parser.add_argument("phase", choices=PHASES)
     parser.add_argument("--params", type=Path, action="append", help="parameter files (default: params.yaml)")
     parser.add_argument("--root", type=Path, default=Path("."), help="the repository root (default: here)")

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import write_json
-from ..keypoints import write_keypoints
-from ..media import write_frames, write_image, write_video
-from ..skeleton import feet_centre
+from eym.atomic import write_json
+from eym.keypoints import write_keypoints
+from eym.media import write_frames, write_image, write_video
+from eym.skeleton import feet_centre
+
 from .body import Placement, Proportions, pose_keypoints
 from .files import (  # noqa: F401 (the case folder's files: part of this module's API)
     CASE_INFO,
@@ -154,7 +155,7 @@ def make_case(
 ) -> dict:
     """Generate one case into ``out_dir`` and return its description (also written to case.json).
 
-    ``reference_body``: the reference character's body type (eym.puppet.body.BODY_TYPES);
+    ``reference_body``: the reference character's body type (puppet_world.body.BODY_TYPES);
     ``source_view``: a partial view of the source (and of the ground-truth edit), see VIEWS.
     """
     rng = np.random.default_rng(check_seed(seed, "evaluation"))

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-from ..skeleton import J
+from eym.skeleton import J
 
 SUPERSAMPLE = 2
 _SHIFT = 4  # fractional bits for sub-pixel drawing

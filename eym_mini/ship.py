@@ -3,7 +3,7 @@
 Not a DVC stage, on purpose: the shipped folder is what every edit loads by default, so it is an
 input of the edits (never an output that ``dvc repro`` of an edit could retrain, redo or delete),
 and replacing it changes every edit and the README's figures: a decision, taken with
-``python -m eym_model.mini ship`` after looking at the release's card and metrics.
+``python -m eym_mini ship`` after looking at the release's card and metrics.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from ..skeleton import NUM_JOINTS, J
+from eym.skeleton import NUM_JOINTS, J
 
 
 @dataclass(frozen=True)

@@ -184,12 +184,8 @@ def train(params: dict, root: Path = Path(".")) -> dict:
     ).input_ids
     empty_prompt = len(train_set.prompts)
 
-    torch.manual_seed(seed)
-    text_encoder = build_text_encoder(p["text_encoder"], tokenizer).to(device).train()
-    latent_size = means.shape[-1]
-    unet = build_unet(p["unet"], int(p["text_encoder"]["hidden_size"]), latent_size, means.shape[1]).to(device)
-    controlnet = build_controlnet(unet).to(device)
-    modules = {"text_encoder": text_encoder, "unet": unet.train(), "controlnet": controlnet.train()}
+    modules = _networks(p, tokenizer, means.shape, seed, device)
+    text_encoder, unet, controlnet = modules["text_encoder"], modules["unet"], modules["controlnet"]
     out_dir, config = root / BUILD_DIR / "diffusion", fingerprint(vae_print, p)
     architecture = fingerprint(vae_print, p["text_encoder"], p["unet"])
     earlier = continue_from(out_dir, architecture, config, modules, int(p["steps"]))
@@ -197,36 +193,10 @@ def train(params: dict, root: Path = Path(".")) -> dict:
         earlier = start_from(root / p["start_from"], modules, vae)
         if earlier["steps"] >= int(p["steps"]):
             raise InputError(f"eym_mini.diffusion.steps must exceed the {earlier['steps']} steps of start_from")
-    trainable = [q for m in modules.values() for q in m.parameters()]
-    optimizer = torch.optim.AdamW(trainable, lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
-    phase = Phase(
-        "diffusion",
-        root / BUILD_DIR / "diffusion.ckpt",
-        int(p["steps"]),
-        int(p["checkpoint_every"]),
-        config,
-        modules,
-        optimizer,
-        EMA(modules, float(p["ema"])),
-        budget_minutes(mini),
-    )
-    phase.step, phase.seconds, phase.log_rows = earlier["steps"], earlier["seconds"], earlier["log"]
-    phase.resume()
+    phase = _phase(p, mini, root, config, modules, earlier)
     scheduler = DDPMScheduler.from_config(SD_SCHEDULE)
     batch, gamma = int(p["batch"]), float(p["min_snr_gamma"])
-
-    draw = BatchDraw(
-        train_set.keypoints,
-        latent_rows,
-        seed,
-        batch,
-        size,
-        float(p["prompt_dropout"]),
-        float(p["controlnet_dropout"]),
-        float(p["skeleton_drop"]),
-        float(p["skeleton_jitter"]),
-    )
-    batches = AheadOfTheLoop(draw, int(p["draw_workers"]))
+    batches = AheadOfTheLoop(_batch_draw(p, train_set, latent_rows, seed, size), int(p["draw_workers"]))
 
     def step(i: int) -> torch.Tensor:
         pick, dropped, images = batches(i)
@@ -251,36 +221,17 @@ def train(params: dict, root: Path = Path(".")) -> dict:
         per_sample = (pred.float() - eps).pow(2).flatten(1).mean(1)
         return (per_sample * min_snr_weights(scheduler, t.cpu(), gamma).to(device)).mean()
 
-    total, start, warmup = phase.steps, earlier["steps"], int(p["warmup"])
-    runs = list(earlier["runs"])
-    first = earlier["schedule_start"]  # 0, or where a run going on from an exported model began
-
-    def learning_rate(i: int) -> float:  # a continuation warms its fresh optimizer up again
-        rewarm = min(1.0, (i - start + 1) / warmup) if start > first and warmup else 1.0
-        return rewarm * lr_at(i - first, total - first, float(p["lr"]), warmup, float(p["final_lr_fraction"]))
-
     try:
-        phase.run(step, learning_rate)
+        phase.run(step, _learning_rate(p, earlier, phase.steps))
     finally:
         batches.close()
-
-    if phase.steps > start:  # what this run added: steps, batch, machine and time
-        seconds = round(phase.seconds - earlier["seconds"], 1)
-        runs.append(
-            {
-                "first_step": start + 1,
-                "last_step": phase.steps,
-                "batch": batch,
-                "device": device_name(device),
-                "seconds": seconds,
-            }
-        )
+    runs = _runs(earlier, phase, batch, device)
     with atomic_path(out_dir) as out:
         for name, module in phase.ema.shadow.items():
             module.to("cpu").save_pretrained(out / name)
         tokenizer.save_pretrained(out / "tokenizer")
         state = {"architecture": architecture, "config": config, "steps": phase.steps, "seconds": phase.seconds}
-        state["schedule_start"] = first
+        state["schedule_start"] = earlier["schedule_start"]
         state["runs"] = runs
         write_json(out / TRAINING_STATE, {**state, "log": phase.log_rows})
     phase.write_log(root / LOG_DIR / "diffusion_loss.tsv")
@@ -290,3 +241,76 @@ def train(params: dict, root: Path = Path(".")) -> dict:
     final = float(np.mean([r["loss"] for r in phase.log_rows[-100:]]))
     log.info("eym-mini diffusion: final loss %.4f (mean of the last 100 steps); parameters %s", final, count)
     return {"final_loss": final, "parameters": count, "steps": phase.steps, "train_seconds": phase.seconds}
+
+
+def _networks(p: dict, tokenizer, latent_shape, seed: int, device) -> dict:
+    """The text encoder, UNet and ControlNet in training mode, drawn from ``seed``."""
+    torch.manual_seed(seed)
+    text_encoder = build_text_encoder(p["text_encoder"], tokenizer).to(device).train()
+    unet = build_unet(p["unet"], int(p["text_encoder"]["hidden_size"]), latent_shape[-1], latent_shape[1]).to(device)
+    controlnet = build_controlnet(unet).to(device)
+    return {"text_encoder": text_encoder, "unet": unet.train(), "controlnet": controlnet.train()}
+
+
+def _phase(p: dict, mini: dict, root: Path, config: str, modules: dict, earlier: dict) -> Phase:
+    """The training phase (optimizer, EMA, checkpoints, time budget), at the step ``earlier`` reached
+    and resumed from its checkpoint if there is one."""
+    trainable = [q for m in modules.values() for q in m.parameters()]
+    optimizer = torch.optim.AdamW(trainable, lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
+    phase = Phase(
+        "diffusion",
+        root / BUILD_DIR / "diffusion.ckpt",
+        int(p["steps"]),
+        int(p["checkpoint_every"]),
+        config,
+        modules,
+        optimizer,
+        EMA(modules, float(p["ema"])),
+        budget_minutes(mini),
+    )
+    phase.step, phase.seconds, phase.log_rows = earlier["steps"], earlier["seconds"], earlier["log"]
+    phase.resume()
+    return phase
+
+
+def _batch_draw(p: dict, train_set, latent_rows, seed: int, size: int) -> BatchDraw:
+    return BatchDraw(
+        train_set.keypoints,
+        latent_rows,
+        seed,
+        int(p["batch"]),
+        size,
+        float(p["prompt_dropout"]),
+        float(p["controlnet_dropout"]),
+        float(p["skeleton_drop"]),
+        float(p["skeleton_jitter"]),
+    )
+
+
+def _learning_rate(p: dict, earlier: dict, total: int):
+    """Step -> learning rate: warm-up then decay over the whole schedule; a run going on from earlier
+    steps warms its fresh optimizer up again."""
+    start, first, warmup = earlier["steps"], earlier["schedule_start"], int(p["warmup"])
+
+    def learning_rate(i: int) -> float:
+        rewarm = min(1.0, (i - start + 1) / warmup) if start > first and warmup else 1.0
+        return rewarm * lr_at(i - first, total - first, float(p["lr"]), warmup, float(p["final_lr_fraction"]))
+
+    return learning_rate
+
+
+def _runs(earlier: dict, phase: Phase, batch: int, device) -> list[dict]:
+    """The training runs so far: the earlier ones and what this one added (steps, batch, machine, time)."""
+    runs = list(earlier["runs"])
+    if phase.steps > earlier["steps"]:
+        seconds = round(phase.seconds - earlier["seconds"], 1)
+        runs.append(
+            {
+                "first_step": earlier["steps"] + 1,
+                "last_step": phase.steps,
+                "batch": batch,
+                "device": device_name(device),
+                "seconds": seconds,
+            }
+        )
+    return runs

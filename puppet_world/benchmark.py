@@ -10,7 +10,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..manifest import Case, write_manifest
+from eym.manifest import Case, write_manifest
+
 from .body import BODY_TYPES
 from .cases import GT_EDIT_VIDEO, REFERENCE_VIDEO, SOURCE_IMAGE, SOURCE_VIDEO, VIEWS, make_case, make_source_cases
 from .motions import MOTIONS

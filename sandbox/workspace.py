@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from .cases import REPO
+from flows.cases import REPO
 
 TINY_CASE_PARAMS = {
     "frames": {"width": 128, "height": 128},
@@ -39,12 +39,12 @@ def make_workspace(
 ) -> Path:
     """``root`` as a DVC workspace (no git) with inputs ``inputs/p<i>`` for each (source, reference)
     motion pair. ``models``: existing tiny model folders to copy, else new ones are written."""
-    from eym.puppet.cases import make_case
-    from eym_model.tiny import save_tiny_models
+    from puppet_world.cases import make_case
+    from sandbox.models import save_tiny_models
 
     root = Path(root)
     subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=root, check=True)
-    for name in ("stages", "eym", "eym_model", "flows", "configs"):
+    for name in ("stages", "eym", "puppet_world", "eym_model", "flows", "configs"):
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "params.yaml", root / "params.yaml")
     if models:
@@ -114,7 +114,7 @@ def timed_dvc(root: Path, *args) -> float:
     """Seconds of one ``dvc`` command in the workspace (which must succeed)."""
     import time
 
-    from .stage_task import stage_environment
+    from flows.stage_task import stage_environment
 
     start = time.perf_counter()
     out = subprocess.run(

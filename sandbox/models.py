@@ -2,10 +2,10 @@
 
 They have every part the real ones have (VAE with an 8x downsampling, CLIP text encoder and BPE
 tokenizer, cross-attention UNet with two resolution levels, ControlNet) and load through the same
-loader as real weights. Used by the tests, the demo and the CPU benchmark: their outputs carry no
+loader as real weights. Used by the tests and the benchmarks: their outputs carry no
 meaning, their code paths and costs per element do.
 
-    python -m eym_model.tiny --out models/tiny
+    python -m sandbox.models --out models/tiny
 """
 
 from __future__ import annotations
@@ -18,23 +18,12 @@ import torch
 TEXT_DIM = 32
 
 
-def _byte_symbols() -> list[str]:
-    """The 256 printable stand-ins for bytes that CLIP's byte-level BPE uses."""
-    printable = (
-        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    codes, extra = printable[:], 0
-    for b in range(256):
-        if b not in printable:
-            codes.append(256 + extra)
-            extra += 1
-    return [chr(c) for c in codes]
-
-
 def tiny_tokenizer():
     from transformers import CLIPTokenizer
 
-    symbols = _byte_symbols()
+    from eym_mini.tokenizer import byte_symbols
+
+    symbols = byte_symbols()
     vocab = symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]
     # A few merges so that common letters pair up, as in a real BPE vocabulary.
     merges = [("e", "r</w>"), ("i", "n"), ("a", "n"), ("o", "n</w>"), ("t", "h")]
