@@ -26,9 +26,8 @@ def sensitivity(case_dir: Path, every: int) -> dict:
     from eym_model.components import load_components
     from eym_model.diffusion import encode_prompts
     from eym_model.pipeline import EditYourMotionPipeline, skeleton_tensor
-    from stages.common import OFFSET, POSE, default_params_files, load_params, section, source_dir
+    from stages.common import OFFSET, POSE, default_params_files, load_params, load_stage_weights, section, source_dir
     from stages.sample import starting_noise
-    from stages.tune import load_stage_weights
 
     params = load_params(default_params_files(case_dir))
     p = section(params, "sampling")

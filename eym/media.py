@@ -144,3 +144,26 @@ def read_frames(folder: str | os.PathLike) -> np.ndarray:
 def read_masks(folder: str | os.PathLike) -> np.ndarray:
     """Numbered mask PNGs of a folder as bool (frames, H, W)."""
     return np.stack([np.asarray(Image.open(f).convert("L")) > 127 for f in frame_files(folder)])
+
+
+def cover_transform(width: int, height: int, out_w: int, out_h: int) -> dict:
+    """Scale that makes the image cover out_w x out_h, and the centred crop offset after scaling."""
+    scale = max(out_w / width, out_h / height)
+    return {"scale": scale, "crop_x": (width * scale - out_w) / 2, "crop_y": (height * scale - out_h) / 2}
+
+
+def resize_crop(frames: np.ndarray, out_w: int, out_h: int) -> tuple[np.ndarray, dict]:
+    """Frames resized to cover out_w x out_h and centre-cropped; and the transform (``cover_transform``
+    with the crop offsets in whole pixels) that maps their keypoints the same way."""
+    import cv2
+
+    height, width = frames.shape[1:3]
+    t = cover_transform(width, height, out_w, out_h)
+    new_w, new_h = max(out_w, round(width * t["scale"])), max(out_h, round(height * t["scale"]))
+    x0, y0 = (new_w - out_w) // 2, (new_h - out_h) // 2
+    t.update(crop_x=float(x0), crop_y=float(y0))
+    interp = cv2.INTER_AREA if t["scale"] < 1 else cv2.INTER_CUBIC
+    out = np.stack(
+        [cv2.resize(f, (new_w, new_h), interpolation=interp)[y0 : y0 + out_h, x0 : x0 + out_w] for f in frames]
+    )
+    return out, t

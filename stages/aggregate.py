@@ -25,7 +25,17 @@ from eym.manifest import read_manifest
 from eym.media import read_frames, write_gif
 from eym.report import METRICS, batch_report
 
-from .common import EVALUATION, SAMPLE, default_params_files, load_params, log, read_case, section, setup_logging
+from .common import (
+    EVALUATION,
+    SAMPLE,
+    default_params_files,
+    ground_truth_frames,
+    load_params,
+    log,
+    read_case,
+    section,
+    setup_logging,
+)
 
 TEXT_COLUMNS = ("case", "variant", "status", "failed_stage", "reason", "case_dir")
 
@@ -188,7 +198,6 @@ def set_metrics(rows: list[dict], params: dict) -> dict:
 
 def _edited_and_truth(rows: list[dict]) -> list[tuple]:
     """(edited frames, ground-truth frames) of the finished cases that have a ground truth."""
-    from .frames import ground_truth_frames
 
     pairs = []
     for r in rows:

@@ -12,6 +12,7 @@ both call the command line, so they run the same code.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import re
 import sys
@@ -20,12 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import yaml
 
 from eym import interrupt
 from eym.errors import EYMError, InputError
 from eym.logs import quiet_libraries, setup_logging  # noqa: F401 (part of this module's API)
-from eym.media import is_image
+from eym.media import is_image, read_video, resize_crop
 from eym.parameters import Section, deep_merge, load_checked, typed_section  # noqa: F401 (deep_merge: part of this API)
 
 log = logging.getLogger("eym")
@@ -35,6 +37,8 @@ CASE_PARAMS = "params.yaml"
 # Stage output folders inside a case folder.
 FRAMES, MASKS, POSE, OFFSET = "frames", "masks", "pose", "offset"
 STAGE1, STAGE2, INVERSION, SAMPLE, EVALUATION = "stage1", "stage2", "inversion", "sample", "eval"
+WEIGHTS = "weights.safetensors"  # a tuning stage's trained tensors, in its folder
+LATENTS = "latents.safetensors"  # the inverted noise, in inversion/
 
 
 @dataclass(frozen=True)
@@ -178,3 +182,17 @@ def peak_memory() -> str:
         allocated, reserved = torch.cuda.max_memory_allocated() / 2**30, torch.cuda.max_memory_reserved() / 2**30
         text += f", peak CUDA allocated {allocated:.2f} GiB, reserved {reserved:.2f} GiB"
     return text
+
+
+def ground_truth_frames(case_dir: Path, gt_path: Path) -> np.ndarray:
+    """A ground-truth video of an edit with the frame choice and crop its reference got."""
+    meta = json.loads((Path(case_dir) / FRAMES / "meta.json").read_text())
+    frames, _ = resize_crop(read_video(gt_path, meta["reference"]["indices"]), meta["width"], meta["height"])
+    return frames
+
+
+def load_stage_weights(pipe, folder: Path, stages: tuple[str, ...]) -> None:
+    """Load a source folder's tuned weights, stage after stage (later files override shared tensors)."""
+    for stage in stages:
+        names = pipe.load_tuned(Path(folder) / stage / WEIGHTS)
+        log.info("loaded %d trained tensors from %s", len(names), stage)

@@ -27,12 +27,23 @@ from eym import metrics as formulas
 from eym.atomic import atomic_path, write_json, write_text
 from eym.errors import MissingWeightsError
 from eym.keypoints import read_keypoints
-from eym.media import read_frames, read_masks
+from eym.media import read_frames, read_masks, resize_crop
 from eym.schema import Evaluation
 from eym.skeleton import moved_joints, pck
 
-from .common import EVALUATION, FRAMES, MASKS, OFFSET, POSE, SAMPLE, log, read_case, section, stage_main
-from .frames import ground_truth_frames, resize_crop
+from .common import (
+    EVALUATION,
+    FRAMES,
+    MASKS,
+    OFFSET,
+    POSE,
+    SAMPLE,
+    ground_truth_frames,
+    log,
+    read_case,
+    section,
+    stage_main,
+)
 
 GT_METRICS = ("l1", "l1_disco", "psnr", "ssim", "lpips")
 TEMPORAL = ("temporal_error",)
@@ -51,7 +62,7 @@ def ground_truth_masks(case_dir: Path, gt_path: Path, truth: np.ndarray, params:
         masks = read_masks(folder)[meta["reference"]["indices"]].astype(np.uint8) * 255
         resized, _ = resize_crop(masks, meta["width"], meta["height"])
         return resized > 127, str(folder)
-    from .segment import person_probabilities
+    from eym.detect.segmentation import person_probabilities
 
     p = section(params, "segmentation")
     return person_probabilities(truth, p) >= float(p.threshold), f"segmentation ({p.backend})"
@@ -139,7 +150,7 @@ def compute(case_dir: Path, params: dict) -> tuple[dict, dict]:
 
 
 def _pose_fidelity(case_dir: Path, edited: np.ndarray, params: dict, p: Evaluation):
-    from .pose import PoseDetector
+    from eym.detect.pose import PoseDetector
 
     pose_params = section(params, "pose").model_copy(update={"backend": p.pose_backend})
     found, _ = PoseDetector(pose_params, margin=float(p.pose_margin))(edited, "edited")

@@ -13,13 +13,12 @@ import math
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from eym.atomic import atomic_path, write_json
 from eym.errors import InputError
 from eym.keypoints import read_keypoints, write_keypoints
-from eym.media import open_video, read_image, read_video, write_frames
+from eym.media import cover_transform, open_video, read_image, read_video, resize_crop, write_frames
 from eym.schema import Frames
 
 from .common import FRAMES, log, read_case, section, stage_main
@@ -52,25 +51,6 @@ def frame_indices(
             f"{step:g} from frame {start} needs {need}. Lower frames.count or frames.stride."
         )
     return [start + int(round(k * step)) for k in range(count)]
-
-
-def cover_transform(width: int, height: int, out_w: int, out_h: int) -> dict:
-    """Scale that makes the image cover out_w x out_h, and the centred crop offset after scaling."""
-    scale = max(out_w / width, out_h / height)
-    return {"scale": scale, "crop_x": (width * scale - out_w) / 2, "crop_y": (height * scale - out_h) / 2}
-
-
-def resize_crop(frames: np.ndarray, out_w: int, out_h: int) -> tuple[np.ndarray, dict]:
-    height, width = frames.shape[1:3]
-    t = cover_transform(width, height, out_w, out_h)
-    new_w, new_h = max(out_w, round(width * t["scale"])), max(out_h, round(height * t["scale"]))
-    x0, y0 = (new_w - out_w) // 2, (new_h - out_h) // 2
-    t.update(crop_x=float(x0), crop_y=float(y0))
-    interp = cv2.INTER_AREA if t["scale"] < 1 else cv2.INTER_CUBIC
-    out = np.stack(
-        [cv2.resize(f, (new_w, new_h), interpolation=interp)[y0 : y0 + out_h, x0 : x0 + out_w] for f in frames]
-    )
-    return out, t
 
 
 def transform_keypoints(kp: np.ndarray, t: dict) -> np.ndarray:
@@ -140,13 +120,6 @@ def _source(case, p: Frames, width: int, height: int, count: int | None):
     frames, meta = _video(case.source, p.model_copy(update={"count": count}), "source video")
     frames, meta["transform"] = resize_crop(frames, width, height)
     return frames, {**meta, "kind": "video"}
-
-
-def ground_truth_frames(case_dir: Path, gt_path: Path) -> np.ndarray:
-    """A ground-truth video of an edit with the frame choice and crop its reference got."""
-    meta = json.loads((Path(case_dir) / FRAMES / "meta.json").read_text())
-    frames, _ = resize_crop(read_video(gt_path, meta["reference"]["indices"]), meta["width"], meta["height"])
-    return frames
 
 
 def run(case_dir: Path, params: dict) -> dict:

@@ -20,10 +20,7 @@ from eym.media import read_frames
 from eym_model.components import load_components
 from eym_model.pipeline import EditYourMotionPipeline, video_tensor
 
-from .common import FRAMES, INVERSION, POSE, STAGE1, STAGE2, log, section, stage_main
-from .tune import load_stage_weights
-
-LATENTS = "latents.safetensors"
+from .common import FRAMES, INVERSION, LATENTS, POSE, STAGE1, STAGE2, load_stage_weights, log, section, stage_main
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -32,20 +32,20 @@ from eym_model.pipeline import EditYourMotionPipeline
 from .common import (
     FRAMES,
     INVERSION,
+    LATENTS,
     OFFSET,
     POSE,
     SAMPLE,
     STAGE1,
     STAGE2,
+    ground_truth_frames,
+    load_stage_weights,
     log,
     read_case,
     section,
     source_dir,
     stage_main,
 )
-from .frames import ground_truth_frames
-from .invert import LATENTS
-from .tune import load_stage_weights
 
 # inverted: DDIM from the source's inverted latents (the method); noise: from fresh noise (with no
 # tuning, the "ControlNet only" baseline); source: the source video itself (the "copy" baseline)

@@ -15,26 +15,11 @@ import cv2
 import numpy as np
 
 from eym.atomic import atomic_path, write_json
+from eym.detect.segmentation import person_probabilities
 from eym.errors import InputError
 from eym.media import read_frames, write_frames
-from eym.progress import Progress
-from eym.schema import Segmentation
 
 from .common import FRAMES, MASKS, log, section, stage_main
-
-
-def person_probabilities(frames: np.ndarray, p: Segmentation) -> np.ndarray:
-    with Progress(len(frames), f"segmentation ({p.backend})") as bar:
-        if p.backend == "mediapipe":
-            from eym.detect.mediapipe_backend import segment_people
-
-            return segment_people(frames, int(p.mediapipe_model), progress=bar.update)
-        if p.backend == "rembg":
-            from eym.detect import rembg_backend
-
-            session = rembg_backend.open_session(p.rembg_model, p.rembg_model_path)
-            return rembg_backend.segment_people(frames, session, progress=bar.update)
-    raise InputError(f"params: segmentation.backend must be mediapipe or rembg, not {p.backend!r}")
 
 
 def keep_largest_person(mask: np.ndarray) -> tuple[np.ndarray, bool]:

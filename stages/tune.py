@@ -32,17 +32,10 @@ from eym_model.diffusion import prompt_warnings
 from eym_model.pipeline import EditYourMotionPipeline, TuningRun
 from eym_model.trainable import save_trainable
 
-from .common import FRAMES, MASKS, POSE, log, section
+from .common import FRAMES, MASKS, POSE, WEIGHTS, load_stage_weights, log, section
 
-WEIGHTS, LOSS_LOG, META = "weights.safetensors", "loss.tsv", "meta.json"
+LOSS_LOG, META = "loss.tsv", "meta.json"
 SAVE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-def load_stage_weights(pipe: EditYourMotionPipeline, folder: Path, stages: tuple[str, ...]) -> None:
-    """Load a source folder's tuned weights, stage after stage (later files override shared tensors)."""
-    for stage in stages:
-        names = pipe.load_tuned(Path(folder) / stage / WEIGHTS)
-        log.info("loaded %d trained tensors from %s", len(names), stage)
 
 
 def fingerprint(*parts) -> str:

@@ -1,1 +1,2 @@
-"""Human detectors behind the segmentation and pose stages: one module per backend."""
+"""Human detectors behind the segmentation and pose stages and the evaluation: ``pose`` and
+``segmentation`` pick the configured backend, one module per backend."""
