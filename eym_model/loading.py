@@ -7,6 +7,7 @@ for and how to provide it, instead of hanging on a download.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +79,46 @@ def locate(
     return folder
 
 
+def damaged_files(folder: Path, parts: tuple[str, ...] = (), variant: str | None = None) -> list[str]:
+    """The files of a model folder (in its ``parts``, or at its top) that cannot be what they claim,
+    one message each: JSON that does not parse, a safetensors file whose header does not parse or whose
+    size is not the one its header describes (an unfinished download). Headers only: no tensor is read."""
+    roots = [folder / part for part in parts] if parts else [folder]
+    files = [folder / "model_index.json"] if (folder / "model_index.json").is_file() else []
+    for root in roots:
+        files += sorted(root.glob("*.json"))
+        files += [f for f in sorted(root.glob("*.safetensors")) if _loaded_variant(f, variant)]
+    problems = []
+    for file in files:
+        try:
+            if file.suffix == ".json":
+                json.loads(file.read_text())
+            else:
+                _check_safetensors(file)
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            problems.append(f"{file}: {exc}")
+    return problems
+
+
+def _loaded_variant(file: Path, variant: str | None) -> bool:
+    """Whether diffusers would load this weight file: ``x.fp16.safetensors`` with variant fp16 only."""
+    stem = file.name[: -len(".safetensors")]
+    return stem.endswith(f".{variant}") if variant else "." not in stem
+
+
+def _check_safetensors(file: Path) -> None:
+    size = file.stat().st_size
+    with open(file, "rb") as handle:
+        head = handle.read(8)
+        length = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 0 < length <= size - 8:
+            raise ValueError(f"not a safetensors file, or cut short ({size} bytes)")
+        header = json.loads(handle.read(length))
+    end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
+    if 8 + length + end != size:
+        raise ValueError(f"{size} bytes where its header describes {8 + length + end}: cut short (an unfinished copy?)")
+
+
 def _missing_message(what: str, repo: str, allow_download: bool, exc: Exception) -> str:
     how = (
         f"download it where you have network, e.g.\n    hf download {repo} --local-dir models/{repo.split('/')[-1]}\n"
@@ -98,7 +139,6 @@ WORLD_KEY = "_eym_world"
 
 def model_world(name_or_path: str) -> str | None:
     """The ``WORLD_KEY`` of a local base model folder (None for a hub id or a model without one)."""
-    import json
 
     index = Path(str(name_or_path)).expanduser() / "model_index.json"
     try:

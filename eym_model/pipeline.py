@@ -122,6 +122,8 @@ class TuningRun:
         self.steps_done += 1
         return loss.item()
 
+    STATE = ("weights", "optimizer", "scaler", "generator", "torch_rng")  # what state_dict holds
+
     def state_dict(self) -> dict:
         return {
             "weights": {n: p.detach().cpu() for n, p in self.trainable.items()},

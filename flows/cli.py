@@ -59,8 +59,9 @@ def cmd_run(args) -> int:
 def cmd_preview(args) -> int:
     """Frames, segmentation, pose and retargeting only: the preview image and the verdict, in seconds."""
     from eym.errors import EYMError
+    from flows.locks import case_locks
     from flows.registry import PREPARATION_STAGES, RETARGETING_STAGES
-    from flows.runtime import case_locks, run_supervised
+    from flows.runtime import run_supervised
     from flows.stage_task import dvc_repro, stage_error
     from stages.common import read_case
 
@@ -118,8 +119,9 @@ def preview_verdict(case_dir: Path, failure: str | None, note: str | None = None
 
 def _run_cases(case_dirs: list[Path], args) -> int:
     from eym.errors import EYMError
+    from flows.locks import case_locks
     from flows.pipeline import edit_case, edit_cases
-    from flows.runtime import case_locks, prefect_api, run_supervised
+    from flows.runtime import FlowAbandoned, prefect_api, run_supervised
 
     def flow():
         with prefect_api():
@@ -131,6 +133,9 @@ def _run_cases(case_dirs: list[Path], args) -> int:
     try:
         with case_locks(case_dirs):
             rows = run_supervised(flow)
+    except FlowAbandoned as exc:
+        print(f"eym-edit: {exc}", file=sys.stderr)
+        return exc.exit_code
     except EYMError as exc:
         return _fail(exc)
     failed = [r for r in rows if not isinstance(r, dict) or r["status"] != "ok"]
@@ -191,9 +196,10 @@ def cmd_case(args) -> int:
 def cmd_batch(args) -> int:
     from eym.errors import EYMError
     from flows.cases import create_cases
+    from flows.locks import case_locks
     from flows.pipeline import edit_batch, repo_root, with_runner
     from flows.preflight import check_manifest
-    from flows.runtime import case_locks, prefect_api, run_supervised
+    from flows.runtime import FlowAbandoned, prefect_api, run_supervised
 
     try:  # bad rows, parameters and weights and a missing workspace are reported before any flow starts
         workspace = repo_root(Path(args.cases_root).resolve().parent)
@@ -222,6 +228,9 @@ def cmd_batch(args) -> int:
     try:
         with case_locks(case_dirs):
             rows = run_supervised(flow)
+    except FlowAbandoned as exc:
+        print(f"eym-edit: {exc}", file=sys.stderr)
+        return exc.exit_code
     except EYMError as exc:
         return _fail(exc)
     failed = [r for r in rows if r["status"] != "ok"]
@@ -326,8 +335,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from flows.runtime import SUPERVISOR
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    code = args.func(args)
+    if SUPERVISOR.abandoned:  # a flow still waits on its Prefect API: end now, without Prefect's exit hooks
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""Checks before the first stage runs: the parameters against the schema, and the weights they name
-(located, not loaded), so that a typo or a missing model fails in a second, not after preprocessing."""
+"""Checks before the first stage runs: the parameters against the schema, the devices they ask for, and
+the weights they name (located, their headers and configs read, not loaded), so that a typo, a missing
+GPU or a broken download fails in seconds, not after preprocessing."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import logging
 from pathlib import Path
 
-from eym.errors import MissingWeightsError
+from eym.errors import InputError, MissingWeightsError
 from eym.parameters import ParameterError, inconsistencies, merge_checked
 
 log = logging.getLogger("eym")
@@ -19,11 +20,13 @@ def check_weights(params: dict, models: bool = True) -> list[str]:
     from eym_model.loading import BASE_PARTS, locate
 
     model = params["model"]
-    allow, variant = bool(model.get("allow_download")), model.get("variant")
+    allow, variant = bool(model["allow_download"]), model["variant"]
     checks = []
     if models:
-        checks.append(lambda: locate(model["base"], "base model", BASE_PARTS, allow, variant))
-        checks.append(lambda: locate(model["controlnet"], "ControlNet", (), allow, variant))
+        checks.append(
+            lambda: _intact(locate(model["base"], "base model", BASE_PARTS, allow, variant), BASE_PARTS, model)
+        )
+        checks.append(lambda: _intact(locate(model["controlnet"], "ControlNet", (), allow, variant), (), model))
     pose, segmentation = params["pose"], params["segmentation"]
     if pose["backend"] == "openpose":
         from eym.detect.openpose_backend import locate_body_model
@@ -43,6 +46,37 @@ def check_weights(params: dict, models: bool = True) -> list[str]:
             check()
         except MissingWeightsError as exc:
             problems.append(str(exc))
+    return problems
+
+
+def _intact(folder: Path, parts: tuple[str, ...], model: dict) -> None:
+    """Raise MissingWeightsError naming the files of a located model folder that are damaged."""
+    from eym_model.loading import damaged_files
+
+    damaged = damaged_files(folder, parts, model["variant"])
+    if damaged:
+        raise MissingWeightsError(f"{folder}: damaged model files (copy or download them again): " + "; ".join(damaged))
+
+
+def check_devices(params: dict) -> list[str]:
+    """The devices the parameters ask for that this machine does not have, one message each."""
+    problems = []
+    for key in ("model", "evaluation"):
+        device = str(params[key]["device"])
+        if device in ("auto", "cpu"):
+            continue
+        import torch
+
+        if device == "mps" and not torch.backends.mps.is_available():
+            problems.append(f"{key}.device is mps, but this machine has no Apple GPU: set {key}.device: auto")
+        if device.startswith("cuda"):
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            index = int(device.split(":")[1]) if ":" in device else 0
+            if index >= count:
+                has = (
+                    f"has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}" if count else "has no CUDA GPU torch can use"
+                )
+                problems.append(f"{key}.device is {device}, but this machine {has}: set {key}.device: auto")
     return problems
 
 
@@ -73,6 +107,10 @@ def preflight(layers: list[tuple[str, dict]], weights: bool = True, models: bool
     problems = inconsistencies(layers, params)
     if problems:
         raise ParameterError(problems)
+    if weights and models:
+        problems = check_devices(params)
+        if problems:
+            raise InputError("; ".join(problems))
     if weights:
         problems = check_weights(params, models)
         if problems:

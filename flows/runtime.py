@@ -1,4 +1,4 @@
-"""eym-edit's processes, which never outlive it: stage processes, the temporary Prefect server, case locks.
+"""eym-edit's processes, which never outlive it: stage processes and the temporary Prefect server.
 
 Each stage runs (through ``dvc repro``) in a process group of its own, started by ``SUPERVISOR``, so
 that Ctrl-C reaches eym-edit alone and eym-edit decides how to stop: it sends SIGTERM to every group
@@ -11,8 +11,6 @@ while the main thread keeps the signal handlers.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import os
 import signal
 import socket
@@ -22,15 +20,25 @@ import threading
 import time
 from pathlib import Path
 
-from eym.errors import EYMError, InputError
-from eym.interrupt import SUPERVISOR_ENV, alive
+from eym.errors import EYMError
+from eym.interrupt import SUPERVISOR_ENV
 
 
 class Stopping(EYMError):
-    """eym-edit is stopping (a signal arrived): no new stage process starts."""
+    """eym-edit is stopping (a signal arrived, or the Prefect server is gone): no new stage process starts."""
+
+
+class FlowAbandoned(EYMError):
+    """The flow did not wind up once its stages were stopped (it waits on a Prefect server that is
+    gone, say): eym-edit ends without it. ``exit_code``: 128 + the signal, or 1."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 GRACE_SECONDS = 60.0  # how long a stopping stage may take to checkpoint before it is killed
+FLOW_GRACE_SECONDS = 10.0  # how long the flow may take to end once its stages are stopped
 
 
 class Supervisor:
@@ -40,7 +48,13 @@ class Supervisor:
         self.lock = threading.Lock()
         self.procs: dict[int, tuple[subprocess.Popen, str]] = {}
         self.signal: int | None = None
+        self.lost: str | None = None  # why the flows cannot go on (their Prefect server stopped)
         self.stopped = threading.Event()
+        self.abandoned = False  # a flow was left running when eym-edit gave up on it
+
+    @property
+    def stopping(self) -> bool:
+        return self.signal is not None or self.lost is not None
 
     def environment(self, env: dict | None = None) -> dict:
         env = dict(os.environ if env is None else env)
@@ -50,7 +64,7 @@ class Supervisor:
     def spawn(self, args: list[str], label: str = "", **kwargs) -> subprocess.Popen:
         """Start ``args`` in a new process group that this supervisor stops on interruption."""
         with self.lock:
-            if self.signal is not None:
+            if self.stopping:
                 raise Stopping(f"{label or args[0]}: not started, eym-edit is stopping")
             proc = subprocess.Popen(
                 args, start_new_session=True, env=self.environment(kwargs.pop("env", None)), **kwargs
@@ -80,6 +94,21 @@ class Supervisor:
         for proc in procs:
             _signal_group(proc.pid, signal.SIGKILL)
         self.stopped.set()
+
+    def lose(self, reason: str) -> None:
+        """The flows cannot go on (their Prefect server is gone): every stage stops, as on a signal."""
+        with self.lock:
+            if self.stopping:
+                return
+            self.lost = reason
+        # Prefect can only fail to reach its server from now on: its retries' tracebacks and "Error
+        # logging to API" lines would bury the one line that says what happened.
+        import logging
+
+        logging.getLogger("prefect").setLevel(logging.CRITICAL + 1)
+        logging.raiseExceptions = False
+        print(f"\neym-edit: {reason}: stopping every stage", file=sys.stderr, flush=True)
+        threading.Thread(target=self.stop_all, daemon=True, name="stop-stages").start()
 
     def on_signal(self, signum, frame) -> None:
         if self.signal is not None:  # a second Ctrl-C: stop waiting for checkpoints
@@ -150,14 +179,34 @@ def run_supervised(fn, *args, **kwargs):
         worker.start()
         while worker.is_alive():
             worker.join(0.2)
+            if SUPERVISOR.stopping and SUPERVISOR.stopped.is_set():  # the stages are gone
+                worker.join(FLOW_GRACE_SECONDS)  # the flow ends at once, unless its API is gone too
+                break
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    if SUPERVISOR.signal is not None:
+    if SUPERVISOR.stopping:
         SUPERVISOR.stopped.wait(GRACE_SECONDS + 5)
+    if worker.is_alive() or SUPERVISOR.lost is not None:
+        SUPERVISOR.abandoned = worker.is_alive()
+        raise _abandoned()
     if "error" in result:
         raise result["error"]
     return result.get("value")
+
+
+def _abandoned() -> FlowAbandoned:
+    if SUPERVISOR.lost is not None:
+        return FlowAbandoned(
+            f"{SUPERVISOR.lost}; every stage was stopped (a tuning stage keeps its checkpoint): "
+            "the same command resumes",
+            1,
+        )
+    name = signal.Signals(SUPERVISOR.signal).name
+    return FlowAbandoned(
+        f"interrupted by {name}: every stage was stopped, nothing is lost: run the same command to resume",
+        128 + int(SUPERVISOR.signal),
+    )
 
 
 def _free_port() -> int:
@@ -200,11 +249,16 @@ def prefect_api(timeout: float = 120.0):
             time.sleep(0.2)
         # No UI URL: the temporary server serves no UI and is gone when eym-edit ends, so Prefect's
         # "View at http://127.0.0.1:..." would point at nothing.
+        watching = threading.Event()
+        watching.set()
+        threading.Thread(target=_watch_server, args=(proc, watching), daemon=True, name="watch-prefect").start()
         with temporary_settings({PREFECT_API_URL: url, PREFECT_UI_URL: ""}):
             try:
                 yield url
             finally:
-                _drain_prefect_workers()
+                watching.clear()
+                if SUPERVISOR.lost is None:  # nothing to send them to otherwise
+                    _drain_prefect_workers()
     finally:
         _signal_group(proc.pid, signal.SIGTERM)
         try:
@@ -212,6 +266,18 @@ def prefect_api(timeout: float = 120.0):
         except subprocess.TimeoutExpired:
             _signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def _watch_server(proc: subprocess.Popen, watching: threading.Event, every: float = 0.5) -> None:
+    """While the flows run, a server that exits stops the run (its tasks could only retry for minutes)."""
+    while watching.is_set():
+        if proc.poll() is not None:
+            if watching.is_set():
+                code = proc.returncode
+                how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+                SUPERVISOR.lose(f"the temporary Prefect server stopped ({how})")
+            return
+        time.sleep(every)
 
 
 def _drain_prefect_workers(timeout: float = 10.0) -> None:
@@ -223,69 +289,3 @@ def _drain_prefect_workers(timeout: float = 10.0) -> None:
     for worker in (APILogWorker, EventsWorker):
         with contextlib.suppress(Exception):
             worker.drain_all(timeout=timeout)
-
-
-class CaseLock:
-    """An exclusive lock on a case folder for one eym-edit (released by the kernel if it dies)."""
-
-    NAME = ".eym-edit.lock"
-
-    def __init__(self, case_dir: Path, wait: bool = False):
-        self.path = Path(case_dir) / self.NAME
-        self.file = None
-        self.wait = wait
-
-    def _holder(self) -> str:
-        self.file.seek(0)
-        holder = self.file.read().strip()
-        try:
-            info = json.loads(holder)
-            return f"eym-edit (pid {info['pid']}: {info['command']})" if alive(int(info["pid"])) else holder
-        except (ValueError, KeyError):
-            return "another eym-edit"
-
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.path, "a+")
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            who = self._holder()
-            if self.wait:  # a shared source: wait for the other run to finish with it
-                print(f"eym-edit: waiting for {who} to finish with {self.path.parent}", file=sys.stderr, flush=True)
-                fcntl.flock(self.file, fcntl.LOCK_EX)
-                return self._claim()
-            self.file.close()
-            raise InputError(
-                f"{self.path.parent}: this case is being run by {who}; wait for it to finish, or stop it "
-                "(Ctrl-C in its terminal, or kill its pid) and run again"
-            ) from None
-        return self._claim()
-
-    def _claim(self):
-        self.file.seek(0)
-        self.file.truncate()
-        self.file.write(json.dumps({"pid": os.getpid(), "command": " ".join(sys.argv)[:300]}))
-        self.file.flush()
-        return self
-
-    def __exit__(self, *exc):
-        with contextlib.suppress(OSError):
-            self.file.seek(0)
-            self.file.truncate()
-        self.file.close()
-
-
-@contextlib.contextmanager
-def case_locks(case_dirs: list[Path]):
-    """Locks on edit folders (another eym-edit on one of them is an error) and on their source and
-    prepared source folders (another eym-edit preparing the same source is waited for)."""
-    from stages.common import read_case
-
-    with contextlib.ExitStack() as stack:
-        for case_dir in case_dirs:
-            stack.enter_context(CaseLock(case_dir))
-        shared = {d for c in case_dirs for d in (read_case(c).source_dir, read_case(c).prepared_dir)}
-        for folder in sorted(shared - {Path(c).resolve() for c in case_dirs}):
-            stack.enter_context(CaseLock(folder, wait=True))
-        yield

@@ -155,8 +155,43 @@ def stage_main(name: str, run: Callable[[Path, dict], object], argv=None) -> int
     except EYMError as exc:
         log.error("%s failed: %s", name, exc)
         return 2
+    except Exception as exc:  # the cause in the stage's last line, which eym-edit shows; a bug's traceback above it
+        if not _machine_failure(exc):
+            log.exception("%s: unexpected error", name)
+        log.error("%s failed: %s", name, failure_cause(exc))
+        return 1
     log.info("%s done in %.1f s, %s", name, time.perf_counter() - start, peak_memory())
     return 0
+
+
+# What libraries that write files (torch, safetensors) say when the operating system refused a write.
+IO_FAILURES = ("No space left on device", "File too large", "Disk quota exceeded", "Read-only file system")
+IO_FAILURES += ("file write failed",)  # torch.save, which drops the errno
+
+
+def _machine_failure(exc: BaseException) -> bool:
+    """An out-of-memory error, or a read or write the operating system refused (also when a library
+    wraps it): the machine's state, not a bug."""
+    if isinstance(exc, (OSError, MemoryError)) or "OutOfMemoryError" in type(exc).__name__:
+        return True
+    return any(words in str(exc) for words in IO_FAILURES)
+
+
+def failure_cause(exc: BaseException) -> str:
+    """One line on why a stage failed, for what is not bad input: the machine (no space, a file size
+    limit, memory) or a bug (its exception's type and message; the traceback is in the log)."""
+    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where} ({type(exc).__name__}, errno {exc.errno})"
+    if isinstance(exc, MemoryError) or "OutOfMemoryError" in type(exc).__name__:
+        return (
+            f"out of memory ({type(exc).__name__}{': ' + first if first else ''}); {peak_memory()}: lower "
+            "frames.count or frames.width/height, or turn on model.gradient_checkpointing"
+        )
+    if _machine_failure(exc):
+        return f"{type(exc).__name__}: {first} (a write failed: is the disk full, or a file size limit reached?)"
+    return f"{type(exc).__name__}: {first} (a bug? the traceback is in this stage's log)"
 
 
 # stage_main's last line (the command ran to its end): stage, seconds, peak RSS and, on a GPU, CUDA's peaks

@@ -20,8 +20,62 @@ from eym.errors import InputError
 from eym.keypoints import read_keypoints, write_keypoints
 from eym.media import cover_transform, open_video, read_image, read_video, resize_crop, write_frames
 from eym.schema import Frames
+from eym.skeleton import JOINTS
 
 from .common import FRAMES, log, read_case, section, stage_main
+
+
+class TooFewFrames(InputError):
+    """A video or keypoints file has fewer frames than the parameters ask for."""
+
+
+MIN_SIDE = 32  # pixels on an input's shorter side below which no detector finds a person
+MAX_UPSCALE = 4.0  # beyond this, an input is upscaled into blur: a warning
+HUGE_SIDE = 8192  # pixels on a side above which decoding costs much memory and time: a warning
+
+
+def size_warnings(path, width: int, height: int, out_w: int, out_h: int, what: str) -> list[str]:
+    """An input too small to use is an error; one upscaled many times or enormous, a warning."""
+    if min(width, height) < MIN_SIDE:
+        raise InputError(
+            f"{what} {path} is {width}x{height} pixels: too small to show a person (at least {MIN_SIDE} pixels "
+            f"on its shorter side; the edit works at {out_w}x{out_h})"
+        )
+    scale = max(out_w / width, out_h / height)
+    warnings = []
+    if scale > MAX_UPSCALE:
+        warnings.append(
+            f"{what} {path} is {width}x{height} pixels, upscaled {scale:.1f}x to {out_w}x{out_h}: it will look "
+            "blurred and detectors may miss the person; use a larger input or smaller frames.width/height"
+        )
+    if max(width, height) > HUGE_SIDE:
+        warnings.append(f"{what} {path} is {width}x{height} pixels: decoding it takes much memory and time")
+    return warnings
+
+
+def keypoint_file_warnings(kp: np.ndarray, path, width: int, height: int) -> list[str]:
+    """What is wrong in a skeleton file as data: coordinates that are not numbers yet claim a
+    confidence, and joints outside the image the file's coordinates refer to."""
+    warnings = []
+    claimed = kp[..., 2] > 0
+    broken = claimed & ~(np.isfinite(kp[..., 0]) & np.isfinite(kp[..., 1]))
+    if broken.any():
+        joints = ", ".join(JOINTS[j] for j in np.where(broken.any(0))[0])
+        warnings.append(
+            f"reference keypoints {path}: {int(broken.sum())} joints ({joints}) have NaN or infinite coordinates "
+            "with a positive confidence; they are taken as missing"
+        )
+    shown = claimed & ~broken
+    x, y = kp[..., 0], kp[..., 1]
+    with np.errstate(invalid="ignore"):
+        outside = shown & ((x < 0) | (x > width) | (y < 0) | (y > height))
+    if shown.any() and outside.sum() > 0.1 * shown.sum():
+        warnings.append(
+            f"reference keypoints {path}: {outside.sum() / shown.sum():.0%} of the joints lie outside the "
+            f"{width}x{height} image the file's coordinates refer to (its metadata width and height): are they "
+            "in another image's pixels?"
+        )
+    return warnings
 
 
 def frame_indices(
@@ -46,7 +100,7 @@ def frame_indices(
         count = available
     if count < 1 or available < count:
         need = start + int(round((count - 1) * step)) + 1
-        raise InputError(
+        raise TooFewFrames(
             f"{what} has {total} frames, fewer than asked: frames.count={count} at a step of "
             f"{step:g} from frame {start} needs {need}. Lower frames.count or frames.stride."
         )
@@ -79,14 +133,23 @@ def _reference(case, p: Frames, width: int, height: int, count: int | None):
     """The reference's frames (None for a keypoints file), keypoints (None for a video) and meta."""
     if not case.reference_is_keypoints:
         frames, meta = _video(case.reference, p.model_copy(update={"count": count}), "reference video")
+        meta["warnings"] = size_warnings(case.reference, *meta["original_size"], width, height, "reference video")
         frames, meta["transform"] = resize_crop(frames, width, height)
         return frames, None, {**meta, "kind": "video"}
     kp, ref_meta = read_keypoints(case.reference)
     ref_w, ref_h = ref_meta.get("width"), ref_meta.get("height")
     if not ref_w or not ref_h:  # normalised coordinates
+        largest = np.nanmax(np.abs(kp[..., :2]), initial=0.0, where=np.isfinite(kp[..., :2]))
+        if largest > 2:
+            raise InputError(
+                f"reference keypoints {case.reference}: coordinates reach {largest:.0f} but the file gives no "
+                "image size, so they are read as fractions of the frame (0 to 1); write the image's width "
+                "and height into its metadata (eym.keypoints.write_keypoints does)"
+            )
         kp[..., 0] *= width
         kp[..., 1] *= height
         ref_w, ref_h = width, height
+    warnings = keypoint_file_warnings(kp, case.reference, ref_w, ref_h)
     indices = frame_indices(
         len(kp), count, p.stride, p.start, p.fps, ref_meta.get("fps"), f"reference keypoints {case.reference}"
     )
@@ -98,6 +161,7 @@ def _reference(case, p: Frames, width: int, height: int, count: int | None):
         "transform": t,
         "fps": ref_meta.get("fps"),
         "original_size": [ref_w, ref_h],
+        "warnings": warnings,
     }
     return None, transform_keypoints(kp[indices], t), meta
 
@@ -107,6 +171,7 @@ def _source(case, p: Frames, width: int, height: int, count: int | None):
         if not count:
             raise InputError(f"{case.source}: an image source needs frames.count (how many frames the edit has)")
         image = read_image(case.source)
+        warnings = size_warnings(case.source, image.shape[1], image.shape[0], width, height, "source image")
         frames, t = resize_crop(image[None], width, height)
         meta = {
             "path": str(case.source),
@@ -115,9 +180,11 @@ def _source(case, p: Frames, width: int, height: int, count: int | None):
             "transform": t,
             "fps": None,
             "original_size": [image.shape[1], image.shape[0]],
+            "warnings": warnings,
         }
         return np.repeat(frames, count, axis=0), meta
     frames, meta = _video(case.source, p.model_copy(update={"count": count}), "source video")
+    meta["warnings"] = size_warnings(case.source, *meta["original_size"], width, height, "source video")
     frames, meta["transform"] = resize_crop(frames, width, height)
     return frames, {**meta, "kind": "video"}
 
@@ -143,7 +210,7 @@ def run(case_dir: Path, params: dict) -> dict:
     if case.reference is not None:
         try:
             reference, ref_kp, meta["reference"] = _reference(case, p, width, height, count)
-        except InputError as exc:
+        except TooFewFrames as exc:
             if count is None or case.source_is_image:
                 raise
             where = case.source if case.source is not None else case.prepared_dir
@@ -158,6 +225,9 @@ def run(case_dir: Path, params: dict) -> dict:
         meta["source_kind"] = meta["source"]["kind"]
     meta["num_frames"] = count
     meta["fps"] = _output_fps(meta, p)
+    meta["warnings"] = [w for role in ("source", "reference") for w in meta.get(role, {}).get("warnings", [])]
+    for warning in meta["warnings"]:
+        log.warning("frames: %s", warning)
 
     with atomic_path(Path(case_dir) / FRAMES) as out:
         out.mkdir()

@@ -7,6 +7,7 @@ source, a few frames).
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -21,6 +22,18 @@ from eym.retargeting import align
 from eym.skeleton import draw_skeletons
 
 from .common import FRAMES, OFFSET, POSE, log, read_case, section, stage_main
+
+
+def earlier_warnings(case_dir: Path) -> list[str]:
+    """What the frames and pose stages of the edit and of its prepared source warned about (a tiny
+    image, a skeleton file's broken rows, joints never seen): part of the verdict, shown with it."""
+    found = []
+    for folder in (read_case(case_dir).prepared_dir, case_dir):
+        for stage in (FRAMES, POSE):
+            meta = folder / stage / "meta.json"
+            if meta.is_file():
+                found += json.loads(meta.read_text()).get("warnings", [])
+    return found
 
 
 def preview(case_dir: Path, source_kp, reference_kp, aligned, count: int, min_confidence: float) -> np.ndarray:
@@ -62,6 +75,7 @@ def run(case_dir: Path, params: dict) -> dict:
         float(p.min_visible_fraction),
         p.verdict.model_dump(),
     )
+    info["warnings"] = list(dict.fromkeys([*earlier_warnings(case_dir), *info["warnings"]]))
     with atomic_path(case_dir / OFFSET) as out:
         out.mkdir()
         write_keypoints(out / "aligned.parquet", aligned, width, height, role="aligned_reference", **info)

@@ -162,7 +162,25 @@ def _resume(ckpt_dir: Path, print_: str, run: TuningRun, state: dict) -> int:
     file = ckpt_dir / "checkpoint.pt"
     if not file.is_file():
         return 0
-    payload = torch.load(file, map_location="cpu", weights_only=False)
+    try:
+        payload = torch.load(file, map_location="cpu", weights_only=False)
+        missing = {"fingerprint", "state", *run.STATE} - set(payload)
+        if missing:
+            raise ValueError(f"it lacks {', '.join(sorted(missing))}")
+    except Exception as exc:  # truncated or garbled: torch and pickle raise many types
+        aside = ckpt_dir.with_name(f"{run.stage}.unreadable.ckpt")
+        shutil.rmtree(aside, ignore_errors=True)
+        ckpt_dir.rename(aside)
+        log.warning(
+            "%s: the checkpoint %s cannot be read (%s: %s); moved to %s for inspection, training starts "
+            "again from step 0",
+            run.stage,
+            file,
+            type(exc).__name__,
+            str(exc).splitlines()[0][:200] if str(exc) else "",
+            aside,
+        )
+        return 0
     if payload.get("fingerprint") != print_:
         log.warning("ignoring checkpoint %s: it was made with other parameters or inputs", ckpt_dir)
         shutil.rmtree(ckpt_dir, ignore_errors=True)

@@ -5,6 +5,7 @@ concurrent manifest writers; leftover checkpoints."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -124,8 +125,32 @@ def test_kill_9_of_eym_edit_leaves_no_orphans_and_a_rerun_works_at_once(workspac
     assert "resuming after step" in (checkpoint.parent.parent / "logs" / "stage1.log").read_text()
 
 
+@pytest.mark.slow
+def test_a_dead_prefect_server_stops_the_run_in_seconds_and_the_same_command_resumes(workspace):
+    case = workspace / "data" / "cases" / "no-server"
+    args = run_args(case.name, "inputs/slow.yaml", "--source-prompt", "no server")
+    proc = start_eym_edit(workspace, *args)
+    checkpoint = source_of(case) / "stage1.ckpt" / "checkpoint.pt"
+    wait_for(lambda: checkpoint.exists() or proc.poll() is not None, 600, "the first stage-1 checkpoint")
+    server = [p for p in descendants_of_run(proc.pid) if "flows.prefect_server" in " ".join(p.cmdline())]
+    assert server and proc.poll() is None, proc.communicate()
+    started = time.time()
+    server[0].kill()
+    out, err = proc.communicate(timeout=120)
+    assert time.time() - started < 30, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert proc.returncode == 1 and "Traceback" not in err and "ConnectError" not in err, err[-3000:]
+    assert last.startswith("eym-edit: the temporary Prefect server stopped (killed by SIGKILL)"), err[-2000:]
+    assert "the same command resumes" in last
+    nothing_left(proc.pid)
+    again = start_eym_edit(workspace, *args)
+    out, err = again.communicate(timeout=900)
+    assert again.returncode == 0, err[-3000:]
+    assert "resuming after step" in (checkpoint.parent.parent / "logs" / "stage1.log").read_text()
+
+
 def test_a_second_eym_edit_on_a_running_case_says_who_holds_it(workspace):
-    from flows.runtime import CaseLock
+    from flows.locks import CaseLock
 
     case = workspace / "data" / "cases" / "held"
     case.mkdir(parents=True)
@@ -154,9 +179,21 @@ def test_a_second_eym_edit_on_a_running_case_says_who_holds_it(workspace):
         (["--set", "model.base=/nonexistent"], "base model: folder /nonexistent does not exist"),
         (["--set", "sampling.steps=3"], "'sampling.steps' = 3 (from --set) must equal 'inversion.steps' = 2 (from"),
         (["--pose-backend", "openpose", "--annotator", "/no/annotator"], "OpenPose annotator '/no/annotator'"),
+        (["--set", "model.device=cuda:63"], "model.device is cuda:63, but this machine has"),
+        (["--set", "model.base=./models/cut"], "diffusion_pytorch_model.safetensors: "),
+        (["--set", "model.controlnet=./models/garbled"], "config.json: Expecting"),
     ],
 )
 def test_bad_parameters_and_missing_weights_fail_before_any_stage(workspace, extra, message):
+    """Each fails in seconds, before any stage: a typo, a bad value, missing weights, a GPU the machine
+    lacks, a UNet cut short (an unfinished copy), a ControlNet config that does not parse."""
+    models = workspace / "models"
+    if not (models / "cut").exists():
+        shutil.copytree(models / "base", models / "cut")
+        unet = models / "cut" / "unet" / "diffusion_pytorch_model.safetensors"
+        unet.write_bytes(unet.read_bytes()[: unet.stat().st_size - 100])
+        shutil.copytree(models / "controlnet", models / "garbled")
+        (models / "garbled" / "config.json").write_text('{"_class_name": "ControlNetModel", ')
     case_id = f"bad-{abs(hash(tuple(extra))) % 10**6}"
     started = time.time()
     proc = start_eym_edit(workspace, *run_args(case_id, "inputs/tiny.yaml", *extra))

@@ -180,7 +180,7 @@ def test_eym_edit_preview_reports_the_verdict(tmp_path, puppet_case):
     workspace = tmp_path / "ws"
     workspace.mkdir()
     subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=workspace, check=True)
-    for name in ("stages", "eym", "eym_model", "flows"):
+    for name in ("stages", "eym", "puppet_world", "eym_model", "flows"):
         shutil.copytree(REPO / name, workspace / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "params.yaml", workspace / "params.yaml")
     (workspace / "models").symlink_to(REPO / "models")  # params.yaml's eym-mini

@@ -12,10 +12,10 @@ from conftest import make_case_dir, repo_params, write_params
 
 from eym.errors import InputError, MissingWeightsError
 from eym.keypoints import read_keypoints, write_keypoints
-from eym.media import read_frames, read_image, read_masks, read_video, write_video
+from eym.media import read_frames, read_image, read_masks, read_video, write_image, write_video
 from eym.skeleton import draw_skeletons, feet_centre, mid_hip, pck
 from puppet_world.cases import KEYPOINTS, MASKS
-from stages import frames, offset, segment
+from stages import frames, offset, pose, segment
 
 INDICES = [0, 2, 4, 6, 8, 10, 12, 14]  # count 8, stride 2
 
@@ -72,6 +72,9 @@ def test_reference_keypoints_get_the_same_frame_choice_and_transform(tmp_path, p
         ("image_as_reference", r"this is an image, but a video is required"),
         ("mismatch", r"gives 24 frames but the reference .* gives fewer \(.*has 10 frames"),
         ("bad_size", r"frames.width.* = 100 \(from .*p.yaml\).*multiple of 8"),
+        ("joint_index", r"joint indices must be 0\.\.17 \(OpenPose-18\)"),
+        ("pixels_without_size", r"coordinates reach \d+ but the file gives no image size"),
+        ("tiny_image", r"source image .*tiny.png is 16x16 pixels: too small to show a person"),
     ],
 )
 def test_frames_errors_name_the_file_and_the_problem(tmp_path, puppet_256, problem, message):
@@ -93,6 +96,12 @@ def test_frames_errors_name_the_file_and_the_problem(tmp_path, puppet_256, probl
         p.update(count=None, stride=1)
     elif problem == "bad_size":
         p["width"] = 100
+    elif problem in ("joint_index", "pixels_without_size"):
+        reference = tmp_path / "skeleton.parquet"
+        _skeleton_file(reference, puppet_256, joint_30=problem == "joint_index")
+    elif problem == "tiny_image":
+        source = tmp_path / "tiny.png"
+        write_image(source, read_video(puppet_256 / "source.mp4")[0, ::16, ::16])
     case = make_case_dir(tmp_path / "case", source, reference)
     result = _cli("frames", case, write_params(tmp_path / "p.yaml", repo_params(frames=p)))
     assert result.returncode == 2
@@ -100,6 +109,42 @@ def test_frames_errors_name_the_file_and_the_problem(tmp_path, puppet_256, probl
     assert __import__("re").search(message, result.stderr), result.stderr
     if problem in ("unreadable", "empty"):
         assert str(source) in result.stderr
+    assert "gives fewer" not in result.stderr or problem == "mismatch"
+
+
+def _skeleton_file(path, puppet_256, joint_30=False):
+    """The puppet's reference keypoints as a user's Parquet file: pixel coordinates and no image size in
+    its metadata; with ``joint_30``, one row names joint 30."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    kp, _ = read_keypoints(puppet_256 / KEYPOINTS["reference"])
+    f, j = np.meshgrid(np.arange(len(kp)), np.arange(18), indexing="ij")
+    joint = j.ravel().astype(np.int16)
+    if joint_30:
+        joint[5] = 30
+    columns = {"frame": f.ravel().astype(np.int32), "joint": joint}
+    columns |= {"x": kp[..., 0].ravel(), "y": kp[..., 1].ravel(), "confidence": kp[..., 2].ravel()}
+    pq.write_table(pa.table(columns), path)
+
+
+def test_broken_joints_of_a_skeleton_file_reach_the_verdict(tmp_path, puppet_256):
+    """NaN coordinates with confidence 1 in every frame for six joints: the frames stage names the
+    broken rows and the verdict (offset/meta.json, what `eym-edit preview` prints) the joints missing."""
+    kp, meta = read_keypoints(puppet_256 / KEYPOINTS["reference"])
+    broken = [0, 3, 6, 9, 12, 14]  # nose, both elbows, both knees, an eye
+    kp[:, broken, :2] = np.nan
+    kp[:, broken, 2] = 1.0
+    reference = tmp_path / "nan.parquet"
+    write_keypoints(reference, kp, meta["width"], meta["height"])
+    case = make_case_dir(tmp_path / "case", puppet_256 / "source.mp4", reference)
+    params = repo_params(frames={"width": 128, "height": 128})
+    for stage in (frames, segment, pose, offset):
+        stage.run(case, params)
+    warnings = json.loads((case / "offset" / "meta.json").read_text())["warnings"]
+    assert any("NaN or infinite coordinates with a positive confidence" in w for w in warnings), warnings
+    seen = [w for w in warnings if "never shows 6 of 18 joints" in w]
+    assert seen and all(n in seen[0] for n in ("nose", "right_elbow", "left_knee", "right_eye")), warnings
 
 
 # -- segmentation -----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from eym.errors import TrainingError
 from eym.media import read_frames, read_video
 from stages import stage1, stage2
-from stages.tune import WEIGHTS
+from stages.common import WEIGHTS
 
 
 def _copy(case, tmp_path, name="case"):
@@ -109,6 +109,9 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, preprocessed_1
     proc.wait()
     assert checkpoint.exists(), "the run ended before its first checkpoint"
     assert not (killed / "stage1").exists()  # nothing half-written for DVC to trust
+    garbled = _copy(killed, tmp_path, "garbled")  # the same checkpoint, truncated (a full disk, say)
+    bad = garbled / "stage1.ckpt" / "checkpoint.pt"
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
 
     proc = _cli("stage1", killed, params)
     _, err = proc.communicate(timeout=300)
@@ -121,12 +124,41 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, preprocessed_1
         np.testing.assert_allclose(a[name].numpy(), b[name].numpy(), atol=1e-6, err_msg=name)
     np.testing.assert_allclose(_loss_log(straight, "stage1")[:, 1], _loss_log(killed, "stage1")[:, 1], atol=1e-6)
 
+    # An unreadable checkpoint is named, moved aside for inspection, and the stage starts again from step 0.
+    proc = _cli("stage1", garbled, params)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert f"the checkpoint {bad} cannot be read" in err and "starts again from step 0" in err, err
+    assert (garbled / "stage1.unreadable.ckpt" / "checkpoint.pt").is_file() and not bad.parent.exists()
+    assert load_file(garbled / "stage1" / WEIGHTS).keys() == a.keys()
+    np.testing.assert_allclose(_loss_log(straight, "stage1")[:, 1], _loss_log(garbled, "stage1")[:, 1], atol=1e-6)
+
 
 def test_nan_loss_stops_the_stage_and_saves_nothing(tmp_path, preprocessed_128, tiny_models):
     case = _copy(preprocessed_128, tmp_path)
     params = tiny_model_params(tiny_models, stage1={"steps": 6, "lr": 1.0e12, "max_grad_norm": 1.0e12})
     with pytest.raises(TrainingError, match=r"loss became (nan|inf) at step \d+; nothing was saved"):
         stage1.run(case, params)
+    assert not (case / "stage1").exists()
+
+
+def test_a_write_the_system_refuses_is_the_stages_last_line(tmp_path, preprocessed_128, tiny_models):
+    """A file size limit (as a full disk does) makes saving the weights fail: the stage's last line says
+    so in words eym-edit shows, with no traceback and no half-written output."""
+    import resource
+
+    case = _copy(preprocessed_128, tmp_path)
+    params = write_params(tmp_path / "params.yaml", tiny_model_params(tiny_models, stage1={"steps": 2}))
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16384, 16384))
+
+    proc = _cli("stage1", case, params, preexec_fn=small_files)
+    _, err = proc.communicate(timeout=300)
+    last = err.strip().splitlines()[-1]
+    assert proc.returncode == 1 and "stage1 failed: " in last and "File too large" in last, err[-3000:]
+    assert "a write failed: is the disk full, or a file size limit reached?" in last and "Traceback" not in err
     assert not (case / "stage1").exists()
 
 
