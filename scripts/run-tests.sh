@@ -15,4 +15,8 @@ fi
 source scripts/offline-env.sh
 .venv/bin/ruff check --quiet eym puppet_world eym_model eym_mini stages flows sandbox tests benchmarks
 .venv/bin/ruff format --check --quiet eym puppet_world eym_model eym_mini stages flows sandbox tests benchmarks
-exec .venv/bin/python -m pytest "$@"
+# Two workers, a test file each at a time (module fixtures stay shared within a file): most of the suite
+# is single-threaded process start-up, DVC and Prefect, so two cores finish it in two thirds of the
+# time. One thread per torch process, or the two workers' torch threads fight over the cores.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+exec .venv/bin/python -m pytest -n "${EYM_TEST_WORKERS:-2}" --dist loadfile "$@"

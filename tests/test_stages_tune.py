@@ -96,8 +96,10 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, preprocessed_1
     params = write_params(
         tmp_path / "params.yaml", tiny_model_params(tiny_models, stage1={"steps": 24, "checkpoint_every": 4})
     )
-    straight = _copy(preprocessed_128, tmp_path, "straight")
-    stage1.run(straight, __import__("yaml").safe_load(params.read_text()))
+    straight = _copy(preprocessed_128, tmp_path, "straight")  # from the command line too, so that every run
+    proc = _cli("stage1", straight, params)  # here has the same process settings (torch's threads)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
 
     killed = _copy(preprocessed_128, tmp_path, "killed")
     proc = _cli("stage1", killed, params, start_new_session=True)
