@@ -95,11 +95,29 @@ def write(out: Path, dtype: torch.dtype = torch.float16) -> tuple[Path, Path]:
     return base, control
 
 
+def write_configs(out: Path) -> tuple[Path, Path]:
+    """The same folders with their configuration files only (no weights): what eym-edit plan reads."""
+    from transformers import CLIPTextConfig
+
+    parts = components("meta")
+    base, control = Path(out) / "base", Path(out) / "controlnet"
+    for name in ("unet", "vae", "scheduler"):
+        parts[name].save_config(base / name)
+    CLIPTextConfig(**TEXT).save_pretrained(base / "text_encoder")
+    parts["tokenizer"].save_pretrained(base / "tokenizer")
+    parts["controlnet"].save_config(control)
+    return base, control
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for base/ and controlnet/")
     parser.add_argument("--dtype", choices=["fp16", "fp32"], default="fp16", help="of the weight files")
+    parser.add_argument("--configs-only", action="store_true", help="configuration files, no weights (for plans)")
     args = parser.parse_args(argv)
+    if args.configs_only:
+        print("configurations: {}, {}".format(*write_configs(args.out)))
+        return
     if (args.out / "base").is_dir() and (args.out / "controlnet").is_dir():
         print(f"{args.out}: already written")
         return

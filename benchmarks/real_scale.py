@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+MINI = REPO / "models" / "eym-mini"
 sys.path.insert(0, str(REPO))
 ORDER = (
     "frames",
@@ -40,17 +41,21 @@ ORDER = (
 
 def stage_figures(folders: dict[str, Path]) -> dict[str, dict]:
     """Seconds and peak memory of each stage, from the last line of its log in the case's folders."""
-    from stages.common import FINISHED
+    from stages.common import FINISHED, STEP_TIMES
 
     figures = {}
     for stage, folder in folders.items():
         log = folder / "logs" / f"{stage}.log"
-        found = FINISHED.findall(log.read_text()) if log.is_file() else []
+        text = log.read_text() if log.is_file() else ""
+        found = FINISHED.findall(text)
         if found:
             _, seconds, rss, allocated, reserved = found[-1]
             row = {"seconds": float(seconds), "peak_rss_gib": float(rss)}
             if allocated:
                 row.update(peak_cuda_allocated_gib=float(allocated), peak_cuda_reserved_gib=float(reserved))
+            loops = STEP_TIMES.findall(text)  # the stage's own loop: tuning, inversion, or sampling
+            if loops:
+                row["seconds_per_step"] = float(loops[0][3])
             figures[stage] = row
     return figures
 
@@ -77,7 +82,12 @@ def table(figures: dict, weights: dict, header: str) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", type=Path, default=REPO / "build" / "sd15-random", help="full-size model folder")
+    parser.add_argument(
+        "--models",
+        type=Path,
+        default=REPO / "build" / "sd15-random",
+        help="full-size model folder, or eym-mini: the shipped model with params.yaml's settings",
+    )
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--frames", type=int, default=8, help="frames.count (24 on a GPU)")
     parser.add_argument("--tuning-steps", type=int, default=2)
@@ -90,7 +100,8 @@ def main(argv=None) -> int:
 
     from sandbox.workspace import make_workspace
 
-    if not (args.models / "controlnet").is_dir():
+    mini = str(args.models) == "eym-mini"
+    if not mini and not (args.models / "controlnet").is_dir():
         full_size_model.main(["--out", str(args.models)])
     sets = [
         *(
@@ -104,15 +115,22 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = make_workspace(Path(tmp), [])  # the project's code and params.yaml; the model is passed by path
         start = time.perf_counter()
-        run = _edit(root, args.models.resolve(), args.size, args.frames, sets)
+        run = _edit(root, None if mini else args.models.resolve(), args.size, args.frames, sets)
         wall = time.perf_counter() - start
         figures, weights = _measured(root / "data" / "cases" / "real-scale")
     args.out.mkdir(parents=True, exist_ok=True)
     result = {"exit": run.returncode, "wall_seconds": round(wall, 1), "stages": figures, "weights_bytes": weights}
     (args.out / "stages.json").write_text(json.dumps({**result, "sets": sets}, indent=2) + "\n")
+    model = (
+        "eym-mini, params.yaml"
+        if mini
+        else (
+            f"{args.models.name} (benchmarks/full_size_model.py: SD 1.5 + ControlNet-OpenPose's architectures, random "
+            f"weights), configs/sd15.yaml"
+        )
+    )
     header = (
-        f"{args.models.name} (benchmarks/full_size_model.py: SD 1.5 + ControlNet-OpenPose's architectures, random "
-        f"weights), configs/sd15.yaml, {args.size} px, "
+        f"{model}, {args.size} px, "
         f"{args.frames} frames, {args.tuning_steps} + {args.tuning_steps} tuning steps, {args.ddim_steps} DDIM steps: "
         f"exit {run.returncode}, {wall / 60:.1f} min in all"
     )
@@ -123,8 +141,8 @@ def main(argv=None) -> int:
     return run.returncode
 
 
-def _edit(root: Path, models: Path, size: int, frames: int, sets: list[str]) -> subprocess.CompletedProcess:
-    """``eym-edit run`` of a puppet case at ``size`` with the full-size model, as a user runs it."""
+def _edit(root: Path, models: Path | None, size: int, frames: int, sets: list[str]) -> subprocess.CompletedProcess:
+    """``eym-edit run`` of a puppet case at ``size`` with the full-size model (eym-mini: None), as a user runs it."""
     from puppet_world.cases import make_case
 
     make_case(
@@ -139,8 +157,9 @@ def _edit(root: Path, models: Path, size: int, frames: int, sets: list[str]) -> 
     command = [
         *(sys.executable, "-m", "flows.cli", "run", "--id", "real-scale", "--prompt", "a person raising both arms"),
         *("--source", "inputs/case/source.mp4", "--reference", "inputs/case/reference.mp4"),
-        *("--ground-truth", "inputs/case/gt/edit.mp4", "--params", "configs/sd15.yaml"),
-        *("--base-model", str(models / "base"), "--controlnet", str(models / "controlnet")),
+        *("--ground-truth", "inputs/case/gt/edit.mp4"),
+        *(() if models is None else ("--params", "configs/sd15.yaml")),
+        *("--base-model", str((models or MINI) / "base"), "--controlnet", str((models or MINI) / "controlnet")),
         *[x for s in sets for x in ("--set", s)],
     ]
     env = dict(os.environ)
@@ -154,6 +173,8 @@ def _measured(case: Path) -> tuple[dict, dict]:
     and the trained weights' file sizes."""
     import yaml
 
+    if not (case / "case.yaml").is_file():  # the run failed before creating its case
+        return {}, {}
     info = yaml.safe_load((case / "case.yaml").read_text())
     source, prepared = (case / info["source_dir"]).resolve(), (case / info["prepared_dir"]).resolve()
     folders = {s: prepared for s in ORDER[:3]} | {s: case for s in ORDER[3:6]}

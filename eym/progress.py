@@ -54,6 +54,11 @@ class Progress:
 
     def close(self) -> None:
         self.bar.close()
+        done, self.initial = self.count - self.initial, self.count  # a second close logs nothing
+        if self.enabled and done > 0 and self.count >= self.total:
+            seconds = time.perf_counter() - self.started
+            # the loop's speed, for the log and for the planner's calibration (stages.common.STEP_TIMES)
+            log.info("%s: %d steps in %.1f s (%.3f s/step)", self.desc, done, seconds, seconds / done)
 
     def __enter__(self):
         return self

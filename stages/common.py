@@ -206,6 +206,10 @@ def ran(output: list[str]) -> bool:
     return any(FINISHED.search(line) for line in output)
 
 
+# eym.progress's line at the end of a loop (tuning, DDIM inversion, DDIM sampling): its speed
+STEP_TIMES = re.compile(r"([\w ]+): (\d+) steps in ([\d.]+) s \(([\d.]+) s/step\)")
+
+
 def peak_memory() -> str:
     """This process's peak memory: resident set on the CPU and, when it used one, the GPU's allocated and
     reserved peaks (what a run on a smaller machine would need; benchmarks/real_scale.py reads it)."""
