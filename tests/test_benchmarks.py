@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -156,3 +157,37 @@ def test_the_real_scale_models_are_written_and_the_whole_pipeline_measured(tmp_p
     assert all(row["seconds"] >= 0 and row["peak_rss_gib"] > 0 for row in figures["stages"].values())
     assert figures["stages"]["stage1"]["seconds"] > 0  # light stages on 64-px frames may log 0.0 s
     assert "| stage1 |" in (tmp_path / "report" / "table.md").read_text()
+
+
+@pytest.mark.documents(
+    ".venv/bin/python benchmarks/planner_calibration.py --out reports/planner",
+    ".venv/bin/python benchmarks/planner_calibration.py --out reports/planner --fit-only",
+)
+def test_planner_calibration_measures_a_run_and_the_plan_predicts_it(tmp_path):
+    """The measurements in reports/planner, with eym-mini 128x8 (a configuration kept out of the fit)
+    measured again here: the committed calibration is the fit of the committed data, and the plan
+    predicts every kept-out configuration's peak memory within 25 %, the fresh one included."""
+    from eym_model.planner import CALIBRATION, predict_row
+
+    out, fitted_file = tmp_path / "planner", tmp_path / "fit.json"
+    shutil.copy(CALIBRATION, fitted_file)
+    where = ("--calibration", str(fitted_file), "--models", str(tmp_path / "sd15"))
+    fresh = bench("planner_calibration.py", "--out", str(out), "--only", "mini-128x8", *where)  # nothing to fit
+    assert (out / "mini-128x8" / "stages.json").is_file() and "| mini-128x8 | check | stage1 |" in fresh
+    for measured in (REPO / "reports" / "planner").iterdir():
+        if measured.is_dir() and measured.name != "mini-128x8":
+            shutil.copytree(measured, out / measured.name)
+    table = bench("planner_calibration.py", "--out", str(out), "--fit-only", *where)
+    assert (tmp_path / "sd15" / "base" / "unet" / "config.json").is_file()  # configurations suffice to trace
+    committed, fitted = (
+        json.loads(CALIBRATION.read_text())["cpu"],
+        json.loads((tmp_path / "fit.json").read_text())["cpu"],
+    )
+    assert fitted["baseline_bytes"] == pytest.approx(committed["baseline_bytes"], rel=0.01)
+    assert fitted["scale"] == pytest.approx(committed["scale"], rel=0.01)  # traces vary by garbage collection timing
+    rows = json.loads((out / "rows.json").read_text())
+    checks = [r for r in rows if r["role"] == "check"]
+    assert {r["name"] for r in checks} >= {"mini-128x8", "mini-256x16", "sd15-512x8"}, table
+    for row in checks:
+        predicted = predict_row(row, committed)[0] / 2**30
+        assert abs(predicted / row["peak_gib"] - 1) <= 0.25, (row["name"], row["stage"], predicted, table)
