@@ -1,6 +1,7 @@
 """eym-edit: edit a video from the command line, run a batch, or serve the flows as deployments.
 
     eym-edit preview --source me.mp4 --reference dance.mp4                          # check the retargeting
+    eym-edit plan --params configs/sd15.yaml --set frames.count=24                 # memory and time, predicted
     eym-edit run --source me.mp4 --reference dance.mp4 --prompt "a man dancing"   # one edit
     eym-edit batch data/benchmark/manifest.yaml --report reports/benchmark           # many
     eym-edit case data/cases/puppet-000                                              # rerun a case
@@ -20,6 +21,8 @@ from pathlib import Path
 
 from .new_cases import create_cases_from
 from .overrides import absolute_paths, override_layers, overrides_from
+from .plan import add_budget_option, add_plan_parser, parse_budget
+from .preview import cmd_preview
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
@@ -39,7 +42,7 @@ def print_outputs(case_dir: Path) -> None:
         print(f"  {label:<13} {path}{'' if path.exists() else '  (missing)'}")
 
 
-def _fail(exc) -> int:
+def fail(exc) -> int:
     print(exc if str(exc).startswith("eym-edit") else f"eym-edit: {exc}", file=sys.stderr)
     return 2
 
@@ -48,73 +51,12 @@ def cmd_run(args) -> int:
     from eym.errors import EYMError
 
     try:
-        case_dirs, note = create_cases_from(args)
+        case_dirs, note, _ = create_cases_from(args)
     except EYMError as exc:
-        return _fail(exc)
+        return fail(exc)
     if note:
         print(f"eym-edit: note: {note}", file=sys.stderr)
     return _run_cases(case_dirs, args)
-
-
-def cmd_preview(args) -> int:
-    """Frames, segmentation, pose and retargeting only: the preview image and the verdict, in seconds."""
-    from eym.errors import EYMError
-    from flows.locks import case_locks
-    from flows.registry import PREPARATION_STAGES, RETARGETING_STAGES
-    from flows.runtime import run_supervised
-    from flows.stage_task import dvc_repro, stage_error
-    from stages.common import read_case
-
-    try:
-        case_dirs, note = create_cases_from(args)
-    except EYMError as exc:
-        return _fail(exc)
-    steps = [(read_case(case_dirs[0]).prepared_dir, spec.name) for spec in PREPARATION_STAGES]
-    steps += [(case, spec.name) for case in case_dirs for spec in RETARGETING_STAGES]
-    failed_offsets = {}
-    for folder, stage in steps:
-        try:
-            with case_locks(case_dirs):
-                code, status, lines = run_supervised(dvc_repro, folder, stage)
-        except EYMError as exc:
-            return _fail(exc)
-        if interrupted_exit():
-            print(f"eym-edit: preview interrupted during {stage}", file=sys.stderr)
-            return interrupted_exit()
-        print(
-            f"  {folder.name}/{stage}: " + ("up to date" if status == "cached" else "done" if code == 0 else "failed")
-        )
-        if code != 0 and stage != "offset":
-            print(f"eym-edit: {stage_error(stage, lines)}", file=sys.stderr)
-            return 1
-        if code != 0:
-            failed_offsets[folder] = stage_error(stage, lines)
-    good = [preview_verdict(case, failed_offsets.get(case), note) for case in case_dirs]
-    return 0 if all(good) else 1
-
-
-def preview_verdict(case_dir: Path, failure: str | None, note: str | None = None) -> bool:
-    """Print an edit's preview image, folder and retargeting verdict (with its warnings, and a note on
-    the model); True when it is good."""
-    import json
-
-    meta_file = case_dir / "offset" / "meta.json"
-    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {"verdict": "bad", "problems": [failure]}
-    print(f"\npreview: {case_dir / 'offset' / 'preview.png'}\ncase folder: {case_dir}")
-    good = meta["verdict"] == "good" and not failure
-    if good:
-        print(
-            f"verdict: good ({meta['retarget']} retargeting, scale {meta['scale']:.3f} from "
-            f"{', '.join(meta['segments'])}; anchor {meta['anchor']}; {meta['inside_fraction']:.0%} of the joints "
-            f"inside the frame)"
-        )
-    else:
-        print("verdict: bad")
-    for problem in meta.get("problems") or ([] if good else [failure]):
-        print(f"  - {problem}")
-    for warning in [*meta.get("warnings", []), *([note] if note else [])]:
-        print(f"  warning: {warning}")
-    return good
 
 
 def _run_cases(case_dirs: list[Path], args) -> int:
@@ -137,7 +79,7 @@ def _run_cases(case_dirs: list[Path], args) -> int:
         print(f"eym-edit: {exc}", file=sys.stderr)
         return exc.exit_code
     except EYMError as exc:
-        return _fail(exc)
+        return fail(exc)
     failed = [r for r in rows if not isinstance(r, dict) or r["status"] != "ok"]
     if interrupted_exit():
         reasons = [r["reason"] if isinstance(r, dict) else str(r) for r in failed]
@@ -189,7 +131,7 @@ def cmd_case(args) -> int:
             raise EYMError(f"{case_dir}: not a case folder (no dvc.yaml); create cases with `eym-edit run` or a batch")
         preflight([(str(f), read_layer(f)) for f in default_params_files(case_dir)])
     except EYMError as exc:
-        return _fail(exc)
+        return fail(exc)
     return _run_cases([case_dir], args)
 
 
@@ -205,11 +147,11 @@ def cmd_batch(args) -> int:
         workspace = repo_root(Path(args.cases_root).resolve().parent)
         layers = [(name, absolute_paths(values)) for name, values in override_layers(args)]
         overrides = absolute_paths(overrides_from(args))
-        check_manifest(args.manifest, workspace / "params.yaml", layers)
+        check_manifest(args.manifest, workspace / "params.yaml", layers, parse_budget(args.memory_budget))
         # the folders exist before they are locked (the locks read each case's source folders)
         case_dirs = create_cases(args.manifest, Path(args.cases_root).resolve(), workspace, overrides)
     except EYMError as exc:
-        return _fail(exc)
+        return fail(exc)
 
     flow_fn = with_runner(edit_batch, args.workers, args.dask_address)
 
@@ -232,7 +174,7 @@ def cmd_batch(args) -> int:
         print(f"eym-edit: {exc}", file=sys.stderr)
         return exc.exit_code
     except EYMError as exc:
-        return _fail(exc)
+        return fail(exc)
     failed = [r for r in rows if r["status"] != "ok"]
     if interrupted_exit():
         for r in failed:
@@ -313,25 +255,33 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     for p in (run, preview, batch):
-        p.add_argument(
-            "--params",
-            action="append",
-            type=Path,
-            metavar="FILE",
-            help="YAML file of parameter overrides (paths starting ./ or ../ are relative to it)"
-            + ("; on top of every manifest row's own" if p is batch else ""),
-        )
-        p.add_argument(
-            "--set",
-            action="append",
-            metavar="KEY=VALUE",
-            help="override a parameter, e.g. --set stage1.steps=200 --set sampling.guidance_scale=7.5",
-        )
+        parameter_options(p, p is batch)
+    for p in (run, preview, batch):
+        add_budget_option(p)
+    add_plan_parser(sub, parameter_options)
     for p in (run, case, batch):
         p.add_argument("--retries", type=int, default=0, help="retries of a failed stage (default 0)")
         p.add_argument("--gpus", type=int, default=1, help="GPU stages that may run at once (default 1)")
     batch.add_argument("--cases-root", default="data/cases", help="where case folders go (default data/cases)")
     return parser
+
+
+def parameter_options(parser, batch: bool = False) -> None:
+    """--params FILE and --set KEY=VALUE."""
+    parser.add_argument(
+        "--params",
+        action="append",
+        type=Path,
+        metavar="FILE",
+        help="YAML file of parameter overrides (paths starting ./ or ../ are relative to it)"
+        + ("; on top of every manifest row's own" if batch else ""),
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a parameter, e.g. --set stage1.steps=200 --set sampling.guidance_scale=7.5",
+    )
 
 
 def main(argv=None) -> int:

@@ -31,9 +31,10 @@ def default_id(source: Path, reference: Path) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{source.stem}-to-{reference.stem}")[:100]
 
 
-def create_cases_from(args) -> tuple[list[Path], str | None]:
+def create_cases_from(args) -> tuple[list[Path], str | None, str]:
     """The edit folders (and manifest rows) for --source, each --reference and the parameter options,
-    and a note when the base model does not know the source's world (eym-mini on real footage)."""
+    a note when the base model does not know the source's world (eym-mini on real footage), and the
+    memory verdict (run refuses an edit whose model stages will not fit before creating anything)."""
     from eym.errors import InputError
     from eym.manifest import parse_row
     from eym.parameters import read_layer
@@ -71,10 +72,27 @@ def create_cases_from(args) -> tuple[list[Path], str | None]:
         rows.append(row)
     repo_params = workspace / "params.yaml"
     merged = preflight([(str(repo_params), read_layer(repo_params)), *layers], models=args.command != "preview")
+    memory = check_memory(merged, source, args)
     manifest.parent.mkdir(parents=True, exist_ok=True)
     folders = []
     for row, case in zip(rows, cases):
         folders.append(create_case(case, workspace / args.cases_root, workspace))  # refuses an id taken
         add_to_manifest(manifest, row)
         print(f"case {case.id}: {folders[-1]} (manifest row in {manifest})")
-    return folders, domain_warning(str(merged["model"]["base"]), source)
+    return folders, domain_warning(str(merged["model"]["base"]), source), memory
+
+
+def check_memory(params: dict, source: Path, args) -> str:
+    """The memory verdict's line; raises InputError when run would not fit (preview only reports it)."""
+    from eym.errors import EYMError, InputError
+    from flows.plan import clip_frames, memory_verdict, parse_budget
+
+    try:
+        fits, verdict = memory_verdict(params, clip_frames(params, source), parse_budget(args.memory_budget))
+    except EYMError as exc:
+        if args.command == "run":
+            raise
+        return f"memory: not predicted ({exc})"
+    if not fits and args.command == "run":
+        raise InputError(f"eym-edit: {verdict}")
+    return verdict if fits else f"memory: {verdict}"

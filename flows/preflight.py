@@ -122,18 +122,24 @@ def preflight(layers: list[tuple[str, dict]], weights: bool = True, models: bool
     return params
 
 
-def check_manifest(manifest: Path, repo_params: Path, layers: list[tuple[str, dict]] = ()) -> list:
-    """Every row of a manifest, its parameters (with the command line's ``layers`` on top) and the
-    weights they name checked; returns the cases."""
+def check_manifest(manifest: Path, repo_params: Path, layers: list[tuple[str, dict]] = (), budget="none") -> list:
+    """Every row of a manifest, its parameters (with the command line's ``layers`` on top), the
+    weights they name and whether its model stages fit ``budget`` (flows.plan) checked; returns the cases."""
     from eym.manifest import read_manifest
     from eym.parameters import read_layer
+    from flows.plan import clip_frames, memory_verdict
 
     cases = read_manifest(manifest)
     base = (str(repo_params), read_layer(repo_params))
-    seen = set()
+    seen, planned = set(), {}
     for number, case in enumerate(cases, start=1):
         key = repr(sorted(case.params.items()))
-        row = (f"{manifest}: row {number} (id {case.id!r})", case.params)
-        preflight([base, row, *layers], weights=key not in seen)
+        where = f"{manifest}: row {number} (id {case.id!r})"
+        params = preflight([base, (where, case.params), *layers], weights=key not in seen)
         seen.add(key)
+        frames = clip_frames(params, case.source) if budget != "none" else 0
+        if budget != "none" and (key, frames) not in planned:  # one plan per parameters and clip length
+            planned[key, frames] = memory_verdict(params, frames, budget)
+            if not planned[key, frames][0]:
+                raise InputError(f"{where}: {planned[key, frames][1]}")
     return cases

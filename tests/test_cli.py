@@ -36,9 +36,10 @@ def test_help_documents_every_option():
         "--workspace",
         "--manifest",
         "--id",
+        "--memory-budget",
     ):
         assert option in result.stdout, option
-    for command in ("run", "preview", "case", "batch", "serve"):
+    for command in ("run", "preview", "plan", "case", "batch", "serve"):
         assert command in _eym_edit("--help").stdout
 
 
