@@ -130,7 +130,7 @@ def stage_work(nets: dict, stage: str, params: dict, frames: int, height: int, w
     """The counts of ``stage`` (stage1, stage2, invert or sample) for a clip of ``frames`` at height×width."""
     m = typed_section("model", params.get("model", {}))
     dtype = resolve_dtype(m.precision, device)
-    model, vae = nets["model"], nets["vae"]
+    model, autoencoder = nets["model"], nets["vae"]
     for net in nets.values():
         if next(net.parameters()).dtype != dtype:
             with _quiet_diffusers():  # it warns on every cast of a VAE, meant for real weights
@@ -138,9 +138,11 @@ def stage_work(nets: dict, stage: str, params: dict, frames: int, height: int, w
     weights = sum(parameter_count(n) for n in nets.values())
     counts = {"weights": weights}
     static = weights * DTYPE_BYTES[dtype]
-    factor = 2 ** (len(vae.config.block_out_channels) - 1)
-    latents = (1, vae.config.latent_channels, frames, height // factor, width // factor)
-    vae_peak = _vae_peak(vae, min(frames, m.vae_chunk), height, width, dtype, decode=stage != "stage1")
+    factor = 2 ** (len(autoencoder.config.block_out_channels) - 1)
+    latents = (1, autoencoder.config.latent_channels, frames, height // factor, width // factor)
+    check = stage == "invert" and typed_section("inversion", params.get("inversion", {})).check_reconstruction
+    decodes = stage == "sample" or check  # the tuning stages only encode
+    vae_peak = _vae_peak(autoencoder, min(frames, m.vae_chunk), height, width, dtype, decodes)
     if stage in ("stage1", "stage2"):
         p = typed_section(stage, params.get(stage, {}))
         groups = [g for g in p.trainable if g != "motion_attention" or m.motion_attention]
@@ -151,7 +153,6 @@ def stage_work(nets: dict, stage: str, params: dict, frames: int, height: int, w
     else:
         guided = stage == "sample" and typed_section("sampling", params.get("sampling", {})).guidance_scale != 1.0
         with_controlnet = stage == "sample" or typed_section("inversion", params.get("inversion", {})).controlnet
-        check = stage == "invert" and typed_section("inversion", params.get("inversion", {})).check_reconstruction
         peak, flops = _inference_step(
             model, latents, height, width, dtype, 2 if guided else 1, with_controlnet or check
         )
