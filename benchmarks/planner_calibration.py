@@ -59,25 +59,22 @@ def measure(out: Path, configurations: dict, names: list[str], models: Path) -> 
 
 
 def run_params(models: Path | None, sets: list[str]) -> dict:
-    """The parameters of a measured run: params.yaml, configs/sd15.yaml and the model (SD 1.5-sized;
-    None: eym-mini), and the run's --set values."""
-    from eym.parameters import merge_checked, read_layer
-    from flows.overrides import parse_value
+    """The parameters of a measured run, merged as eym-edit merges them: params.yaml, configs/sd15.yaml
+    and the model (SD 1.5-sized; None: eym-mini's, params.yaml's), and the run's --set values."""
+    from types import SimpleNamespace
 
-    layers = [("params.yaml", read_layer(REPO / "params.yaml"))]
+    from eym.parameters import merge_checked, read_layer
+    from flows.overrides import override_layers
+
+    options = SimpleNamespace(params=[], set=sets, base_model=None, controlnet=None)
     if models is not None:
-        layers.append(("configs/sd15.yaml", read_layer(REPO / "configs" / "sd15.yaml")))
-        layers.append(("models", {"model": {"base": str(models / "base"), "controlnet": str(models / "controlnet")}}))
-    for item in sets:
-        key, value = item.split("=", 1)
-        tree: dict = {}
-        *parents, last = key.split(".")
-        node = tree
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = parse_value(value)
-        layers.append((item, tree))
-    return merge_checked(layers)
+        options = SimpleNamespace(
+            params=[REPO / "configs" / "sd15.yaml"],
+            set=sets,
+            base_model=str(models / "base"),
+            controlnet=str(models / "controlnet"),
+        )
+    return merge_checked([("params.yaml", read_layer(REPO / "params.yaml")), *override_layers(options)])
 
 
 def rows(out: Path, configurations: dict, models: Path, device: str) -> list[dict]:

@@ -102,12 +102,13 @@ def alternatives(params: dict, frames: int, device: str) -> list[tuple[str, dict
     return found
 
 
-def memory_verdict(params: dict, frames: int, budget, device: str | None = None) -> tuple[bool, str]:
+def memory_verdict(params: dict, frames: int, budget, device: str | None = None, planned=None) -> tuple[bool, str]:
     """Whether the edit's predicted peak fits the budget, and the line that says so; when it does not,
-    the line names the stage, the prediction and the settings that would fit."""
+    the line names the stage, the prediction and the settings that would fit. ``planned``: predict's result
+    when the caller has it (no second trace)."""
     if budget == "none":
         return True, "memory: not checked (--memory-budget none)"
-    plans, device, calibrated = predict(params, frames, device)
+    plans, device, calibrated = planned or predict(params, frames, device)  # planned: predict's result
     if not plans:
         return True, "memory: no model stage runs"
     if budget == "auto" and device.startswith("cuda") and not _has_cuda():
@@ -181,7 +182,7 @@ def cmd_plan(args) -> int:
         params = preflight([(str(workspace / "params.yaml"), read_layer(workspace / "params.yaml")), *layers])
         frames = clip_frames(params, Path(args.source).resolve() if args.source else None)
         plans, device, calibrated = predict(params, frames, args.device)
-        fits, verdict = memory_verdict(params, frames, budget, device)
+        fits, verdict = memory_verdict(params, frames, budget, device, (plans, device, calibrated))
     except EYMError as exc:
         print(f"eym-edit: {exc}", file=sys.stderr)
         return 2
