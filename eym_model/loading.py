@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from eym.errors import MissingWeightsError
+
+if TYPE_CHECKING:  # torch is imported where it is used: eym-edit's checks locate models without it
+    import torch
 
 DEFAULT_BASE_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEFAULT_CONTROLNET = "lllyasviel/sd-controlnet-openpose"
@@ -34,6 +36,8 @@ class BaseModel:
 
 def resolve_dtype(precision: str, device: str) -> torch.dtype:
     """'auto' is fp16 on CUDA and fp32 on CPU."""
+    import torch
+
     if precision == "auto":
         return torch.float16 if str(device).startswith("cuda") else torch.float32
     try:
@@ -43,6 +47,8 @@ def resolve_dtype(precision: str, device: str) -> torch.dtype:
 
 
 def resolve_device(device: str) -> str:
+    import torch
+
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -182,14 +188,17 @@ def _quiet_when_captured() -> None:
 
 def load_base_model(
     name_or_path: str = DEFAULT_BASE_MODEL,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     device: str = "cpu",
     allow_download: bool = False,
     variant: str | None = None,
 ) -> BaseModel:
     """UNet, VAE, text encoder, tokenizer and scheduler config of an SD-1.5-layout model."""
+    import torch
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
+
+    dtype = dtype or torch.float32
 
     folder = locate(name_or_path, "base model", BASE_PARTS, allow_download, variant)
     _quiet_when_captured()
@@ -209,13 +218,15 @@ def load_base_model(
 
 def load_controlnet(
     name_or_path: str = DEFAULT_CONTROLNET,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     device: str = "cpu",
     allow_download: bool = False,
     variant: str | None = None,
 ):
+    import torch
     from diffusers import ControlNetModel
 
+    dtype = dtype or torch.float32
     folder = locate(name_or_path, "ControlNet", (), allow_download, variant)
     try:
         controlnet = ControlNetModel.from_pretrained(folder, torch_dtype=dtype, variant=variant)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eym.errors import InputError
 from eym.parameters import typed_section
 
 CALIBRATION = Path(__file__).with_name("planner_calibration.json")
@@ -66,17 +67,29 @@ def steps_of(stage: str, params: dict) -> int:
 
 def trace(params: dict, frames: int, height: int, width: int, device: str, stages=None) -> dict[str, dict]:
     """The traced counts of each planned stage (of ``stages`` only, when given): what calibration fits
-    and plan scales."""
-    from .cost_model import stage_work
+    and plan scales. Read from the trace cache when this stage was traced before (trace_cache.py)."""
+    from . import trace_cache
 
     model = typed_section("model", params.get("model", {}))
-    nets = _networks(json.dumps(model.model_dump(), sort_keys=True, default=str))
     found = {}
     for stage in planned_stages(params):
         if stages is not None and stage not in stages:
             continue
-        work = stage_work(nets, stage, params, frames, height, width, device)
-        found[stage] = {**asdict(work), "kind": kind(stage, model.gradient_checkpointing)}
+        key = trace_cache.trace_key(params, stage, frames, height, width, device)
+        found[stage] = trace_cache.read(key)
+        if found[stage] is None:
+            from .cost_model import stage_work
+
+            nets = _networks(json.dumps(model.model_dump(), sort_keys=True, default=str))
+            try:
+                work = stage_work(nets, stage, params, frames, height, width, device)
+            except RuntimeError as exc:  # shapes that do not meet: a ControlNet made for another base model
+                raise InputError(
+                    f"model.base {model.base} and model.controlnet {model.controlnet} do not fit together: "
+                    f"{str(exc).splitlines()[-1]}"
+                ) from exc
+            found[stage] = {**asdict(work), "kind": kind(stage, model.gradient_checkpointing)}
+            trace_cache.write(key, found[stage])
     return found
 
 

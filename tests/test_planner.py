@@ -5,6 +5,7 @@ The planner's accuracy against measured runs: test_benchmarks (planner_calibrati
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -38,8 +39,9 @@ def sd15_workspace(tmp_path_factory, puppet_case):
     return root
 
 
-def eym_edit(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=root, capture_output=True, text=True)
+def eym_edit(root: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], cwd=root, capture_output=True, text=True, env=env)
 
 
 @pytest.mark.documents(
@@ -96,3 +98,24 @@ def test_run_refuses_an_edit_that_does_not_fit_before_any_stage_and_names_what_f
 
     bad = eym_edit(sd15_workspace, "plan", *SD15, "--memory-budget", "lots")
     assert bad.returncode == 2 and "--memory-budget must be auto, none or a size" in bad.stderr
+
+
+def test_a_plan_is_traced_once_and_traced_again_when_the_model_changes(sd15_workspace, tmp_path):
+    """The trace cache: the same plan again reads its four stages back (same figures, no trace written
+    again); a changed network configuration is traced anew."""
+    cache = {"EYM_CACHE": str(tmp_path / "cache")}
+    first = eym_edit(sd15_workspace, "plan", *SD15, "--json", env=cache)
+    traces = {p: p.stat().st_mtime_ns for p in (tmp_path / "cache" / "traces").glob("*.json")}
+    assert len(traces) == 4, first.stdout + first.stderr
+    again = eym_edit(sd15_workspace, "plan", *SD15, "--json", env=cache)
+    assert json.loads(again.stdout) == json.loads(first.stdout)
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "cache" / "traces").glob("*.json")} == traces  # none rewritten
+
+    changed = tmp_path / "sd15"
+    shutil.copytree(sd15_workspace / "models" / "sd15", changed)
+    text_config = json.loads((changed / "text_encoder" / "config.json").read_text())
+    (changed / "text_encoder" / "config.json").write_text(json.dumps({**text_config, "num_hidden_layers": 6}))
+    other = eym_edit(sd15_workspace, "plan", *SD15[:3], str(changed), *SD15[4:], "--json", env=cache)
+    assert len(list((tmp_path / "cache" / "traces").glob("*.json"))) == 8, other.stderr
+    shallower = json.loads(other.stdout)
+    assert shallower["stage2"]["peak_bytes"] < json.loads(first.stdout)["stage2"]["peak_bytes"]
