@@ -54,6 +54,11 @@ def variants(steps: int) -> dict[str, dict]:
         # Not in the paper's table: the full method inverted with the source skeletons fed to the
         # ControlNet (an open question of the method), so the noise need not hold the source's pose.
         "invert_with_pose": {"inversion": {"controlnet": True}},
+        # Background preservation (sampling.preserve) set explicitly, whatever the default
+        "preserve_none": {"sampling": {"preserve": "none"}},
+        "preserve_latent": {"sampling": {"preserve": "latent"}},
+        "preserve_pixels": {"sampling": {"preserve": "pixels"}},
+        "preserve_latent_pixels": {"sampling": {"preserve": "latent+pixels"}},
     }
 
 
@@ -72,8 +77,8 @@ TABLE_METRICS = (
     "psnr",
     "psnr_background",
 )
-DIFFERENCE_METRICS = ("psnr_person", "ssim_person", "pose_pck", "pose_pck_moved", "temporal_error")
-GRID_METRICS = DIFFERENCE_METRICS
+DIFFERENCE_METRICS = ("psnr_person", "ssim_person", "pose_pck", "pose_pck_moved", "temporal_error", "psnr_background")
+GRID_METRICS = DIFFERENCE_METRICS[:5]
 DIGITS = {"psnr_person": 2, "temporal_error": 4}  # decimals shown; 3 for the rest
 GRID_NAME = re.compile(r"s1_(\d+)-s2_(\d+)")  # protocol_manifest's name of a grid cell
 

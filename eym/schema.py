@@ -77,6 +77,12 @@ class Verdict(Section):
     )
 
 
+class Region(Section):
+    limb_width: float = Field(0.06, gt=0.0, le=1.0, description="limbs drawn this thick, share of the person's height")
+    margin: float = Field(0.02, ge=0.0, le=1.0, description="both people's regions grown by this share of the height")
+    feather: float = Field(0.03, ge=0.0, le=1.0, description="then faded out over this share of the height")
+
+
 class Offset(Section):
     retarget: Literal["bones", "scale", "none"] = Field(
         "bones", description="bones: the source's bone lengths and the reference's angles; scale: one scale"
@@ -89,6 +95,7 @@ class Offset(Section):
     min_visible_fraction: float = Field(0.25, ge=0.0, le=1.0, description="a segment counts when seen this often")
     preview_frames: int = Field(4, ge=1, description="rows of offset/preview.png")
     verdict: Verdict = Field(default_factory=Verdict, description="a bad verdict stops the case before tuning")
+    region: Region = Field(default_factory=Region, description="where the edit may change pixels (offset/region/)")
 
 
 class Model(Section):
@@ -193,6 +200,12 @@ class Sampling(Section):
     conditioning_scale: float = Field(1.5, ge=0.0, description="ControlNet residual scale")
     eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM eta (0: deterministic)")
     seed: int = Field(33, description="seed of the sampling noise (used when eta > 0)")
+    preserve: Literal["none", "latent", "none", "latent+pixels"] = Field(
+        "none", description="outside offset/region/ keep the source: its latents while sampling, its pixels after"
+    )
+    preserve_steps: float = Field(
+        1.0, ge=0.0, le=1.0, description="share of the DDIM steps, from the first, whose latents are blended"
+    )
 
 
 class Evaluation(Section):

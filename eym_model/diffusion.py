@@ -117,8 +117,10 @@ def ddim_invert(
     skeletons=None,
     conditioning_scale: float = 1.0,
     progress: bool = True,
+    on_step=None,
 ) -> torch.Tensor:
-    """Run DDIM backwards from clean latents to the noise that DDIM sampling maps back to them."""
+    """Run DDIM backwards from clean latents to the noise that DDIM sampling maps back to them;
+    ``on_step(t, x)`` sees the latents at each timestep ``t`` reached (the inversion's trajectory)."""
     from diffusers import DDIMInverseScheduler
 
     scheduler = DDIMInverseScheduler.from_config(scheduler_config)
@@ -127,6 +129,8 @@ def ddim_invert(
     for t in track(scheduler.timesteps, len(scheduler.timesteps), "DDIM inversion", enabled=progress):
         eps = model(x, t, text, skeletons, conditioning_scale)
         x = scheduler.step(eps, t, x).prev_sample
+        if on_step is not None:
+            on_step(int(t), x)
     return x
 
 
@@ -145,14 +149,20 @@ def ddim_sample(
     eta: float = 0.0,
     generator: torch.Generator | None = None,
     progress: bool = True,
+    on_step=None,
 ) -> torch.Tensor:
-    """DDIM sampling from ``noise`` (e.g. inverted latents); guidance_scale 1 means no guidance."""
+    """DDIM sampling from ``noise`` (e.g. inverted latents); guidance_scale 1 means no guidance.
+    ``on_step(index, t_next, x)`` may replace the latents after each step (``t_next``: the timestep they
+    are at, -1 when clean), as background preservation does."""
     from diffusers import DDIMScheduler
 
     scheduler = DDIMScheduler.from_config(scheduler_config)
     scheduler.set_timesteps(steps, device=noise.device)
     x = noise
-    for t in track(scheduler.timesteps, len(scheduler.timesteps), "DDIM sampling", enabled=progress):
+    timesteps = [int(t) for t in scheduler.timesteps] + [-1]
+    for i, t in enumerate(track(scheduler.timesteps, len(scheduler.timesteps), "DDIM sampling", enabled=progress)):
         eps = _predict(model, x, t, text, skeletons, conditioning_scale, guidance_scale, uncond)
         x = scheduler.step(eps, t, x, eta=eta, generator=generator).prev_sample
+        if on_step is not None:
+            x = on_step(i, timesteps[i + 1], x)
     return x

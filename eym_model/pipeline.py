@@ -35,6 +35,7 @@ from .diffusion import (
     training_loss,
     video_posterior,
 )
+from .preserve import KeepSource, composite, latent_region, noised_trajectory
 from .trainable import load_trainable, make_optimizer, set_trainable
 
 
@@ -187,18 +188,30 @@ class EditYourMotionPipeline:
         run = self.tuning(frames, skeletons=skeletons, prompt=prompt, stage=stage, **settings)
         return [run.step() for _ in range(int(run.p.steps))]
 
-    def invert(self, frames, *, prompt: str = "", skeletons=None, steps: int | None = None) -> torch.Tensor:
+    def invert(self, frames, *, prompt: str = "", skeletons=None, steps: int | None = None, trajectory=None):
         """The noise that DDIM sampling maps back to ``frames`` (the peers: empty prompt, UNet only;
-        ``skeletons`` also feeds them through ControlNet); ``steps``: inversion.steps by default."""
-        return self.invert_latents(self.encode(frames), prompt=prompt, skeletons=skeletons, steps=steps)
+        ``skeletons`` also feeds them through ControlNet); ``steps``: inversion.steps by default. A dict
+        ``trajectory`` receives the latents at every timestep (-1: clean), for ``sampling.preserve``."""
+        latents = self.encode(frames)
+        return self.invert_latents(latents, prompt=prompt, skeletons=skeletons, steps=steps, trajectory=trajectory)
 
-    def invert_latents(self, latents, *, prompt: str = "", skeletons=None, steps: int | None = None) -> torch.Tensor:
+    def invert_latents(self, latents, *, prompt: str = "", skeletons=None, steps: int | None = None, trajectory=None):
         c = self.components
         steps = steps or typed_section("inversion").steps
         text, conditioning = self._text(prompt), self._skeletons(skeletons)
+        keep = None
+        if trajectory is not None:
+            trajectory[-1] = latents.float().cpu()
+            keep = lambda t, x: trajectory.__setitem__(t, x.half().cpu())  # noqa: E731 (fp16: half the size)
         with c.autocast():
             noise = ddim_invert(
-                c.model.eval(), latents, text, c.base.scheduler_config, steps=steps, skeletons=conditioning
+                c.model.eval(),
+                latents,
+                text,
+                c.base.scheduler_config,
+                steps=steps,
+                skeletons=conditioning,
+                on_step=keep,
             )
         return noise.float().contiguous()  # the layout a saved and reloaded noise has: the same sampling, bit for bit
 
@@ -215,14 +228,40 @@ class EditYourMotionPipeline:
         return to_frames(self.decode_tensor(latents))
 
     def __call__(
-        self, *, reference_skeletons, prompt: str, noise: torch.Tensor | None = None, size=None, **sampling
+        self,
+        *,
+        reference_skeletons,
+        prompt: str,
+        noise: torch.Tensor | None = None,
+        size=None,
+        region: np.ndarray | None = None,
+        source: np.ndarray | None = None,
+        trajectory: dict | None = None,
+        **sampling,
     ) -> np.ndarray:
         """The edited frames: DDIM from ``noise`` (the source's inversion; fresh noise of ``size`` =
         (height, width) when None) with ControlNet fed ``reference_skeletons``; ``sampling``: params.yaml's
-        ``sampling`` keys (``steps``, ``guidance_scale``, ``conditioning_scale``, ``eta``, ``seed``, ...)."""
-        return self.decode(self.sample_latents(reference_skeletons, prompt, noise, size, **sampling))
+        ``sampling`` keys (``steps``, ``guidance_scale``, ``conditioning_scale``, ``eta``, ``seed``,
+        ``preserve``, ...). With ``preserve``, the source is kept outside ``region`` (frames, H, W) in
+        [0, 1]: ``source`` is its frames, ``trajectory`` what ``invert(..., trajectory={})`` filled."""
+        p = typed_section("sampling", sampling)
+        if p.preserve != "none" and (region is None or source is None):
+            raise InputError(f"sampling.preserve: {p.preserve} needs region= and source= (the source's frames)")
+        keep = self._keep_source(p, region, source, trajectory, noise) if "latent" in p.preserve else None
+        frames = self.decode(self.sample_latents(reference_skeletons, prompt, noise, size, keep=keep, **sampling))
+        return composite(frames, source, region) if "pixels" in p.preserve else frames
 
-    def sample_latents(self, reference_skeletons, prompt: str, noise=None, size=None, **sampling) -> torch.Tensor:
+    def _keep_source(self, p, region, source, trajectory, noise) -> KeepSource:
+        if trajectory is None and noise is not None:
+            raise InputError("sampling.preserve with given noise needs the trajectory= that invert() filled")
+        if trajectory is None:
+            trajectory = noised_trajectory(self.encode(source), self.components.base.scheduler_config, p.steps, p.seed)
+        region = latent_region(region, 2 ** (len(self.components.base.vae.config.block_out_channels) - 1))
+        return KeepSource(region, trajectory, int(round(p.preserve_steps * p.steps)))
+
+    def sample_latents(
+        self, reference_skeletons, prompt: str, noise=None, size=None, keep=None, **sampling
+    ) -> torch.Tensor:
         c, p = self.components, typed_section("sampling", sampling)
         generator = torch.Generator(c.device).manual_seed(int(p.seed))
         if noise is None:
@@ -250,6 +289,7 @@ class EditYourMotionPipeline:
                 uncond=uncond,
                 eta=float(p.eta),
                 generator=generator,
+                on_step=keep,
             )
 
     def _text(self, prompt: str) -> torch.Tensor:

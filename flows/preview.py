@@ -63,6 +63,8 @@ def preview_verdict(case_dir: Path, failure: str | None, note: str | None = None
             f"{', '.join(meta['segments'])}; anchor {meta['anchor']}; {meta['inside_fraction']:.0%} of the joints "
             f"inside the frame)"
         )
+        if "region_area" in meta:
+            print(f"edit region: {meta['region_area']:.0%} of the frame may change; the rest is kept (offset/region/)")
     else:
         print("verdict: bad")
     for problem in meta.get("problems") or ([] if good else [failure]):

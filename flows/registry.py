@@ -81,7 +81,9 @@ EDIT_STAGES = (
         "reference", "edit", ("frames",), outs=("frames",), prepared_inputs=("frames/meta.json",), module="frames"
     ),
     StageSpec("reference_pose", "edit", ("pose",), ("frames",), ("pose",), module="pose"),
-    StageSpec("offset", "edit", ("offset",), ("frames", "pose"), ("offset",), prepared_inputs=("frames", "pose")),
+    StageSpec(
+        "offset", "edit", ("offset",), ("frames", "pose"), ("offset",), prepared_inputs=("frames", "masks", "pose")
+    ),
     StageSpec(
         "sample",
         "edit",

@@ -39,6 +39,7 @@ FRAMES, MASKS, POSE, OFFSET = "frames", "masks", "pose", "offset"
 STAGE1, STAGE2, INVERSION, SAMPLE, EVALUATION = "stage1", "stage2", "inversion", "sample", "eval"
 WEIGHTS = "weights.safetensors"  # a tuning stage's trained tensors, in its folder
 LATENTS = "latents.safetensors"  # the inverted noise, in inversion/
+TRAJECTORY = "trajectory.safetensors"  # the inversion's latents at every timestep, in inversion/
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Skeleton offset: the reference's motion retargeted onto the source person (``eym.retargeting``,
 docs/method.md), checked and previewed before any tuning. A bad verdict stops the case with what is
 wrong and what to change. Writes ``offset/aligned.parquet``, ``offset/aligned_skeleton/``,
-``offset/meta.json`` and ``offset/preview.png`` (source | reference | aligned skeleton over the
-source, a few frames).
+``offset/region/`` (where the edit may change pixels: ``eym.edit_region``), ``offset/meta.json`` and
+``offset/preview.png`` (source | reference | aligned skeleton over the source | the region, a few frames).
 """
 
 from __future__ import annotations
@@ -14,14 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from eym.atomic import atomic_path, write_json
+from eym.edit_region import edit_region, to_png
 from eym.errors import InputError
 from eym.keypoints import read_keypoints, write_keypoints
-from eym.media import read_frames, write_frames, write_image
+from eym.media import read_frames, read_masks, write_frames, write_image
 from eym.panels import overlay, side_by_side
 from eym.retargeting import align
 from eym.skeleton import draw_skeletons
 
-from .common import FRAMES, OFFSET, POSE, log, read_case, section, stage_main
+from .common import FRAMES, MASKS, OFFSET, POSE, log, read_case, section, stage_main
 
 
 def earlier_warnings(case_dir: Path) -> list[str]:
@@ -36,8 +37,16 @@ def earlier_warnings(case_dir: Path) -> list[str]:
     return found
 
 
-def preview(case_dir: Path, source_kp, reference_kp, aligned, count: int, min_confidence: float) -> np.ndarray:
-    """A few frames: source with its skeleton | reference with its skeleton | aligned skeleton over the source."""
+def shade_outside(frames: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Frames with what the edit keeps (outside the region) dimmed and tinted blue."""
+    kept = np.array([40, 60, 140], np.float32)
+    alpha = region[..., None]
+    return (frames * alpha + (frames * 0.35 + kept * 0.65) * (1 - alpha)).round().astype(np.uint8)
+
+
+def preview(case_dir: Path, source_kp, reference_kp, aligned, region, count: int, min_confidence: float):
+    """A few frames: source with its skeleton | reference with its skeleton | aligned skeleton over the
+    source | the edit region (what the edit keeps shaded)."""
     source = read_frames(read_case(case_dir).prepared_dir / FRAMES / "source")
     height, width = source.shape[1:3]
     reference_dir = case_dir / FRAMES / "reference"
@@ -49,6 +58,7 @@ def preview(case_dir: Path, source_kp, reference_kp, aligned, count: int, min_co
             "source": overlay(source[picks], draw(source_kp)),
             "reference": overlay(reference[picks], draw(reference_kp)),
             "aligned on source": overlay(source[picks], draw(aligned)),
+            "edit region": shade_outside(source[picks], region[picks]),
         }
     )
     gap = np.full((4, rows.shape[2], 3), 255, np.uint8)
@@ -76,21 +86,28 @@ def run(case_dir: Path, params: dict) -> dict:
         p.verdict.model_dump(),
     )
     info["warnings"] = list(dict.fromkeys([*earlier_warnings(case_dir), *info["warnings"]]))
+    r = p.region
+    masks = read_masks(read_case(case_dir).prepared_dir / MASKS / "masks")
+    region = edit_region(masks, aligned, source, r.limb_width, r.margin, r.feather, threshold)
+    info["region_area"] = float(region.mean())
     with atomic_path(case_dir / OFFSET) as out:
         out.mkdir()
         write_keypoints(out / "aligned.parquet", aligned, width, height, role="aligned_reference", **info)
         write_frames(out / "aligned_skeleton", draw_skeletons(aligned, height, width, threshold))
+        write_frames(out / "region", to_png(region))
         write_json(out / "meta.json", info)
-        picture = preview(case_dir, source, reference, aligned, int(p.preview_frames), threshold)
+        picture = preview(case_dir, source, reference, aligned, region, int(p.preview_frames), threshold)
         write_image(out / "preview.png", picture)
     log.info(
-        "offset: %s retargeting, scale %.3f from %s, anchor %s (%s mode), %.0f%% of the joints inside the frame: %s",
+        "offset: %s retargeting, scale %.3f from %s, anchor %s (%s mode), %.0f%% of the joints inside the frame, "
+        "the edit may change %.0f%% of the pixels: %s",
         info["retarget"],
         info["scale"],
         ", ".join(info["segments"]) or "no segment",
         info["anchor"],
         info["mode"],
         100 * info["inside_fraction"],
+        100 * info["region_area"],
         info["verdict"],
     )
     for warning in info["warnings"]:

@@ -1,8 +1,9 @@
 """Sampling: the edit itself. DDIM from the inverted latents with ControlNet fed the offset reference
 skeletons and the case's prompt; classifier-free guidance is optional (the paper uses none).
-``sampling.start`` also gives the benchmark's baselines: ``noise`` samples from fresh noise
-("ControlNet only" when the tuning stages are off) and ``source`` returns the source video as the
-edit ("copy the source").
+``sampling.preserve`` keeps the source outside ``offset/region/`` (its pixels after decoding, or its
+inversion's latents while sampling: eym_model/preserve.py). ``sampling.start`` also gives the benchmark's
+baselines: ``noise`` samples from fresh noise ("ControlNet only" when the tuning stages are off) and
+``source`` returns the source video as the edit ("copy the source").
 
 Writes ``sample/frames/``, ``sample/edited.mp4``, ``sample/edited.gif``, ``sample/comparison.mp4`` (and ``.gif``)
 (source | reference | aligned skeleton | edited | ground truth when the case has one, side by side) and
@@ -20,6 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 from eym.atomic import atomic_path, write_json
+from eym.edit_region import read_region
 from eym.errors import InputError
 from eym.media import read_frames, write_frames, write_gif, write_video
 from eym.panels import side_by_side
@@ -38,6 +40,7 @@ from .common import (
     SAMPLE,
     STAGE1,
     STAGE2,
+    TRAJECTORY,
     ground_truth_frames,
     load_stage_weights,
     log,
@@ -82,6 +85,21 @@ def starting_noise(source_folder: Path, p: Sampling, frames: int) -> torch.Tenso
     return noise
 
 
+def source_trajectory(source_folder: Path) -> dict[int, torch.Tensor]:
+    """The source's latents at every timestep of its inversion (-1: clean), for sampling.preserve."""
+    from safetensors import safe_open
+
+    path = source_folder / INVERSION / TRAJECTORY
+    if not path.is_file():
+        raise InputError(f"{path}: not found: rerun the source's inversion (`dvc repro` of the case does)")
+    with safe_open(str(path), "pt") as f:
+        timesteps = json.loads(f.metadata()["timesteps"])
+        stacked = f.get_tensor("latents")
+    trajectory = dict(zip(timesteps, stacked))
+    trajectory[-1] = load_file(str(source_folder / INVERSION / LATENTS))["source_latents"]
+    return trajectory
+
+
 def generate(case_dir: Path, params: dict, p: Sampling, skeleton_frames: np.ndarray, source: np.ndarray):
     """The edited frames, and the tokenizer used (for prompt warnings; None without a model)."""
     if p.start == "source":  # the "copy the source" baseline: moves nothing, keeps every pixel
@@ -91,11 +109,18 @@ def generate(case_dir: Path, params: dict, p: Sampling, skeleton_frames: np.ndar
     load_stage_weights(pipe, source_folder, (STAGE1, STAGE2))
     # inverted: the method; fresh noise (None): with no tuning, the "ControlNet only" baseline
     noise = starting_noise(source_folder, p, len(skeleton_frames)) if p.start == "inverted" else None
+    keep = {}
+    if p.preserve != "none":
+        keep["region"] = read_region(case_dir / OFFSET / "region")
+        keep["source"] = source
+        latent = "latent" in p.preserve and noise is not None
+        keep["trajectory"] = source_trajectory(source_folder) if latent else None
     edited = pipe(
         reference_skeletons=skeleton_frames,
         prompt=str(params["prompt"] or ""),
         noise=noise,
         size=source.shape[1:3],
+        **keep,
         **p.model_dump(),
     )
     return edited, pipe.components.base.tokenizer

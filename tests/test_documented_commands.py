@@ -183,40 +183,53 @@ def test_the_demo_edits_in_a_fresh_clone_and_dvc_repro_of_its_case_then_does_not
     ".venv/bin/python benchmarks/pose_redetect.py data/quality/cases --variants full,copy_source,wo_ma,controlnet_only "
     "--scale 1,2",
     ".venv/bin/python benchmarks/quality.py --grid 50,100,200 --grid-cases 2 --steps 50 --out reports/quality-grid-v2",
+    ".venv/bin/python benchmarks/quality.py --sources 8 --references 2 --steps 50 --variants "
+    "full,preserve_none,preserve_latent,preserve_latent_pixels,copy_source --out reports/quality-preserve",
+    ".venv/bin/python benchmarks/preserve_region.py data/quality/cases --out reports/quality-preserve/region.md "
+    "--figure-edit puppet-002-r1",
 )
 def test_the_quality_benchmark_runs_its_protocol_on_a_small_case(clone):
     """The ablation protocol end to end (its inputs drawn, the batch, the report, the table, the figure)
-    on one source with two references, as the copy and as a tuned variant with few steps everywhere;
+    on one source with two references, as the copy and as a tuned variant with few steps everywhere
+    (keeping the background through the inversion's latents: the trajectory, the region, the composite);
     then the report alone, the pose re-detection of its edits, and the iteration grid on one edit,
     whose tuning comes back from DVC's run cache."""
     small = "--sources 1 --references 2 --steps 1 --set inversion.steps=4 --set sampling.steps=4"
     out = shell(
         clone,
         "source scripts/offline-env.sh && .venv/bin/python benchmarks/quality.py "
-        f"{small} --variants copy_source,invert_with_pose --out reports/quality-small",
+        f"{small} --variants copy_source,preserve_none,preserve_latent_pixels --out reports/quality-small",
     )
-    assert "4 edits (0 failed)" in out, out[-3000:]
+    assert "6 edits (0 failed)" in out, out[-3000:]
     report = clone / "reports" / "quality-small"
     for name in ("report.html", "metrics.parquet", "table.md", "variants.png", "chart.png"):
         assert (report / name).is_file(), name
     table = (report / "table.md").read_text()
-    assert "| copy_source | 2 |" in table and "| invert_with_pose | 2 |" in table, table
+    assert "| copy_source | 2 |" in table and "| preserve_latent_pixels | 2 |" in table, table
     (report / "table.md").unlink()
     out = shell(
         clone,
-        ".venv/bin/python benchmarks/quality.py --report-only --variants copy_source,invert_with_pose "
+        ".venv/bin/python benchmarks/quality.py --report-only --variants copy_source,preserve_latent_pixels "
         "--out reports/quality-small",
     )
-    assert (report / "table.md").read_text() == table and "| invert_with_pose | 2 |" in out
+    assert (report / "table.md").read_text() == table and "| preserve_latent_pixels | 2 |" in out
 
     out = shell(
         clone,
-        ".venv/bin/python benchmarks/pose_redetect.py data/quality/cases --variants copy_source,invert_with_pose "
+        ".venv/bin/python benchmarks/pose_redetect.py data/quality/cases --variants copy_source,preserve_latent_pixels "
         "--scale 1",
     )
     rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert [(r[0].strip(), r[3].strip()) for r in rows] == [("copy_source", "2"), ("invert_with_pose", "2")], out
+    assert [(r[0].strip(), r[3].strip()) for r in rows] == [("copy_source", "2"), ("preserve_latent_pixels", "2")], out
     assert float(rows[0][6]) == 1.0, out  # the copy's frames are the source's own: a person in every one
+
+    out = shell(clone, ".venv/bin/python benchmarks/preserve_region.py data/quality/cases --out reports/region.md")
+    means = {row[0].strip(): row[1:] for row in (line.split("|")[1:-1] for line in out.split("Paired")[0].splitlines()
+                                                 if line.startswith("| ") and "---" not in line)}  # fmt: skip
+    assert "2 edits" in out and {"none", "pixels", "latent+pixels"} <= set(means), out
+    background = {name: float(cells[-1].split("±")[0]) for name, cells in means.items() if name != "preserve"}
+    assert background["pixels"] > background["none"], out  # the source's own pixels outside the region
+    assert (clone / "reports" / "region.md").read_text() in out and (clone / "reports" / "region.png").is_file()
 
     grid = f".venv/bin/python benchmarks/quality.py --grid 1 --grid-cases 1 {small} --out reports/grid-small"
     out = shell(clone, grid)

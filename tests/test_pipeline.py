@@ -70,3 +70,42 @@ def test_the_python_example_gives_the_frames_the_stages_gave(edit, monkeypatch):
     assert (root / "edited.mp4").stat().st_size > 0
     moved = np.abs(staged.astype(int) - read_frames(source / "frames" / "source").astype(int)).mean()
     assert moved > 1.0  # an edit, not a copy of the source
+
+
+def test_sampling_keeps_the_source_outside_the_edit_region(edit):
+    """sampling.preserve on the same edit: `none` is plain sampling (the frames of a pipeline call that
+    knows nothing of regions); `pixels` and `latent+pixels` give back the source's exact pixels wherever
+    the region is 0 and still move the person (`pixels` leaves the edit untouched where the region is 1);
+    `latent` alone keeps that background closer to the source than `none`."""
+    from eym.edit_region import read_region
+    from eym_model.components import load_components
+    from eym_model.pipeline import EditYourMotionPipeline
+    from stages import sample
+    from stages.common import load_stage_weights, section
+
+    params = load_params(default_params_files(edit))
+    source = read_frames(read_case(edit).source_dir / "frames" / "source")
+    region = read_region(edit / "offset" / "region")
+    outside = region == 0
+    assert 0.3 < outside.mean() < 0.95
+    made = {}
+    for preserve in ("none", "pixels", "latent", "latent+pixels"):
+        sample.run(edit, {**params, "sampling": {**params["sampling"], "preserve": preserve}})
+        made[preserve] = read_frames(edit / "sample" / "frames")
+    for kept in ("pixels", "latent+pixels"):
+        assert np.array_equal(made[kept][outside], source[outside]), kept
+        assert np.abs(made[kept][~outside].astype(int) - source[~outside]).mean() > 1.0, kept  # edited inside
+    inside = region == 1
+    assert np.array_equal(made["pixels"][inside], made["none"][inside])  # the edit itself untouched
+
+    def background_error(frames):
+        return np.abs(frames[outside].astype(int) - source[outside]).mean()
+
+    assert background_error(made["latent"]) < background_error(made["none"])
+    pipe = EditYourMotionPipeline(load_components(section(params, "model")))
+    load_stage_weights(pipe, read_case(edit).source_dir, ("stage1", "stage2"))
+    noise = sample.starting_noise(read_case(edit).source_dir, section(params, "sampling"), len(source))
+    skeletons = read_frames(edit / "offset" / "aligned_skeleton")
+    plain = pipe(reference_skeletons=skeletons, prompt=str(params["prompt"]), noise=noise, steps=4, preserve="none")
+    assert np.array_equal(plain, made["none"])
+    sample.run(edit, params)  # the fixture's edit as it was, for the other tests

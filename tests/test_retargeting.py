@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from conftest import REPO, make_case_dir, preprocess, repo_params
 from eym.errors import InputError
 from eym.keypoints import read_keypoints, write_keypoints
 from eym.media import read_image as read_frames_png
+from eym.media import read_masks
 from eym.skeleton import ANCHORS, J, bone_length_errors
 from puppet_world.cases import KEYPOINTS, make_case
 from stages import offset
@@ -101,7 +103,7 @@ def test_a_waist_up_source_through_the_detectors_and_the_stages(tmp_path):
     # docs/benchmarks.md measures 12.6 px of anchor error on average from detections at 256 px
     assert anchor_error(aligned, truth[indices], meta["anchor"]) < 16.0
     preview = read_frames_png(case / "offset" / "preview.png")
-    assert preview.shape[1] == 3 * 256 and preview.shape[0] >= 4 * 256
+    assert preview.shape[1] == 4 * 256 and preview.shape[0] >= 4 * 256
 
 
 @pytest.mark.slow
@@ -140,9 +142,10 @@ def test_no_common_segment_stops_the_case_with_what_to_change(tmp_path, puppet_c
     legs_only[:, head + [J["right_shoulder"], J["left_shoulder"]]] = (np.nan, np.nan, 0)
     legs_only[:, [J["right_elbow"], J["left_elbow"], J["right_wrist"], J["left_wrist"]]] = (np.nan, np.nan, 0)
     case = make_case_dir(tmp_path / "case", puppet_case / "source.mp4", puppet_case / "reference.mp4")
-    from stages import frames
+    from stages import frames, segment
 
     frames.run(case, repo_params(frames={"width": 128, "height": 128, "count": 8, "stride": 1}))
+    segment.run(case, repo_params())
     _write_pose(case, head_only, legs_only, 128)
     with pytest.raises(InputError, match="no body segment in common") as error:
         offset.run(case, repo_params())
@@ -199,9 +202,18 @@ def test_eym_edit_preview_reports_the_verdict(tmp_path, puppet_case):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "verdict: good" in result.stdout and "preview.png" in result.stdout
+    assert re.search(r"edit region: \d+% of the frame may change", result.stdout), result.stdout
     assert "memory: the model stages' peak is predicted at" in result.stdout  # eym-mini fits this machine
     assert "a model of the puppet world only" not in result.stdout  # a puppet: eym-mini's own world
     assert not any((workspace / "data" / "cases").glob("*/stage1"))
+    # the edit region covers both people: the source's and the ground-truth edit's true pixels
+    (offset,) = (workspace / "data" / "cases").glob("*/offset")
+    region = read_masks(offset / "region")  # editable where more than half
+    for who in ("source", "edit"):
+        truth = read_masks(puppet_case / "gt" / f"{who}_masks")
+        assert region[truth].mean() >= 0.95, (who, region[truth].mean())
+    assert 0.05 < region.mean() < 0.6  # and leaves the background
+    assert read_frames_png(offset / "preview.png").shape[1] == 4 * 128  # four panels: the region is the last
     mine = tmp_path / "mine" / "me.mp4"  # the same clip, as a user's own video (no puppet keypoints beside it)
     mine.parent.mkdir()
     shutil.copy(puppet_case / "source.mp4", mine)

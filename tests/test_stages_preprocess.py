@@ -12,7 +12,7 @@ from conftest import make_case_dir, repo_params, write_params
 
 from eym.errors import InputError, MissingWeightsError
 from eym.keypoints import read_keypoints, write_keypoints
-from eym.media import read_frames, read_image, read_masks, read_video, write_image, write_video
+from eym.media import read_frames, read_image, read_masks, read_video, write_frames, write_image, write_video
 from eym.skeleton import draw_skeletons, feet_centre, mid_hip, pck
 from puppet_world.cases import KEYPOINTS, MASKS
 from stages import frames, offset, pose, segment
@@ -363,6 +363,7 @@ def test_offset_stage_reproduces_the_ground_truth_edit(tmp_path, puppet_256):
     for role in ("source", "reference"):
         kp, meta = read_keypoints(puppet_256 / KEYPOINTS[role])
         write_keypoints(case / "pose" / f"{role}.parquet", kp, meta["width"], meta["height"])
+    write_frames(case / "masks" / "masks", read_masks(puppet_256 / MASKS["source"]))  # the true masks
     offset.run(case, repo_params())
     aligned, _ = read_keypoints(case / "offset" / "aligned.parquet")
     truth, _ = read_keypoints(puppet_256 / KEYPOINTS["edit"])
@@ -372,4 +373,8 @@ def test_offset_stage_reproduces_the_ground_truth_edit(tmp_path, puppet_256):
     assert np.median(error) < 1.0 and error.max() < 4.0
     skeleton = read_frames(case / "offset" / "aligned_skeleton")
     np.testing.assert_array_equal(skeleton, draw_skeletons(aligned, 256, 256))
-    assert read_image(case / "offset" / "preview.png").shape == (4 * 256 + 3 * 4, 3 * 256, 3)
+    assert read_image(case / "offset" / "preview.png").shape == (4 * 256 + 3 * 4, 4 * 256, 3)
+    region = read_masks(case / "offset" / "region")  # the edit region covers both people's true pixels
+    for who in ("source", "edit"):
+        assert region[read_masks(puppet_256 / MASKS[who])].mean() >= 0.99, who
+    assert region.mean() < 0.5

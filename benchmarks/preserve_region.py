@@ -1,0 +1,128 @@
+"""Background preservation on a quality protocol's edits: ``sampling.preserve: pixels`` re-made from the
+``preserve_none`` edits with the edit region the offset stage draws now, and every preserve variant
+against ``none``, paired, with 95 % bootstrap intervals.
+
+    .venv/bin/python benchmarks/preserve_region.py data/quality/cases --out reports/quality-preserve/region.md \
+        --figure-edit puppet-002-r1
+
+``pixels`` needs no sampling: it is the ``none`` edit composited with the source outside the region
+(what the sample stage does, eym_model/preserve.py), so a change of ``offset.region`` is measured in
+minutes. Each re-made edit is a folder ``<edit>--pixels_now`` beside the others (not a DVC pipeline),
+evaluated by the evaluate stage; the other variants are read from the folders the protocol wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+VARIANTS = {"none": "preserve_none", "pixels": "pixels_now", "latent": "preserve_latent",
+            "latent+pixels": "preserve_latent_pixels", "copy the source": "copy_source"}  # fmt: skip
+METRICS = ("psnr_person", "ssim_person", "pose_pck", "pose_pck_moved", "temporal_error", "psnr", "psnr_background")
+
+
+def remake_pixels(none: Path) -> Path:
+    """The ``pixels`` edit of a ``preserve_none`` edit folder, evaluated."""
+    from eym.edit_region import edit_region, to_png
+    from eym.keypoints import read_keypoints
+    from eym.media import read_frames, read_masks, write_frames
+    from eym_model.preserve import composite
+    from stages import evaluate
+    from stages.common import default_params_files, load_params, read_case, section
+
+    out = none.with_name(none.name.replace("--preserve_none", "--pixels_now"))
+    shutil.rmtree(out, ignore_errors=True)
+    # not a DVC pipeline: a stage of it would rerun the sampling this replaces
+    shutil.copytree(none, out, ignore=shutil.ignore_patterns("eval", "dvc.yaml", "dvc.lock", ".gitignore"))
+    case = yaml.safe_load((out / "case.yaml").read_text())
+    (out / "case.yaml").write_text(yaml.safe_dump({**case, "id": out.name, "variant": "pixels_now"}))
+    folder, params = read_case(out), load_params(default_params_files(out))
+    p = section(params, "offset")
+    source_kp, _ = read_keypoints(folder.prepared_dir / "pose" / "source.parquet")
+    aligned, _ = read_keypoints(out / "offset" / "aligned.parquet")
+    masks = read_masks(folder.prepared_dir / "masks" / "masks")
+    r = p.region
+    region = to_png(edit_region(masks, aligned, source_kp, r.limb_width, r.margin, r.feather, p.min_confidence))
+    source = read_frames(folder.source_dir / "frames" / "source")
+    edited = composite(read_frames(none / "sample" / "frames"), source, region.astype(np.float32) / 255)
+    write_frames(out / "sample" / "frames", edited)
+    write_frames(out / "offset" / "region", region)  # the region it was made with, as the offset stage writes it
+    evaluate.run(out, params)
+    return out
+
+
+def table(cases: Path) -> str:
+    """Markdown: mean ± std per variant, then the paired differences to ``none``."""
+    from stages.aggregate import bootstrap_interval
+
+    found = {}
+    for name, suffix in VARIANTS.items():
+        for f in sorted(cases.glob(f"*--{suffix}/eval/metrics.json")):
+            found.setdefault(name, {})[f.parent.parent.name.rsplit("--", 1)[0]] = json.loads(f.read_text())
+    edits = sorted(set.intersection(*(set(v) for v in found.values())))
+    head = "| preserve | " + " | ".join(METRICS) + " |\n|" + "---|" * (len(METRICS) + 1) + "\n"
+    lines = [f"{len(edits)} edits, mean ± std:\n\n", head]
+    for name, runs in found.items():
+        values = [[runs[e][m] for e in edits] for m in METRICS]
+        lines.append(f"| {name} | " + " | ".join(f"{np.mean(v):.3f} ± {np.std(v):.3f}" for v in values) + " |\n")
+    lines += ["\nPaired difference to `none` (mean [95 % bootstrap interval]):\n\n", head]
+    for name, runs in found.items():
+        if name != "none":
+            diffs = [[runs[e][m] - found["none"][e][m] for e in edits] for m in METRICS]
+            intervals = [bootstrap_interval(d) for d in diffs]
+            cells = [f"{np.mean(d):+.3f} [{low:+.3f}, {high:+.3f}]" for d, (low, high) in zip(diffs, intervals)]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |\n")
+    return "".join(lines)
+
+
+def figure(cases: Path, edit: str, frames=(2, 5)) -> np.ndarray:
+    """One edit under each preserve variant, a row per frame: source | variants | the region."""
+    from eym.edit_region import read_region
+    from eym.media import read_frames
+    from eym.panels import side_by_side
+    from stages.common import read_case
+
+    none = cases / f"{edit}--preserve_none"
+    panels = {"source": read_frames(read_case(none).source_dir / "frames" / "source")}
+    for name, suffix in list(VARIANTS.items())[:4]:
+        if (cases / f"{edit}--{suffix}" / "sample" / "frames").is_dir():
+            panels[name] = read_frames(cases / f"{edit}--{suffix}" / "sample" / "frames")
+    region = read_region(cases / f"{edit}--pixels_now" / "offset" / "region")  # today's region
+    panels["region now"] = np.repeat((region[..., None] * 255).astype(np.uint8), 3, axis=-1)
+    rows = side_by_side(panels)
+    return np.concatenate([rows[i] for i in frames if i < len(rows)])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("cases", type=Path, help="the protocol's edit folders (data/quality/cases)")
+    parser.add_argument("--out", type=Path, help="also write the table here, and beside it region.png")
+    parser.add_argument("--figure-edit", help="the edit region.png shows (default: the first)")
+    args = parser.parse_args(argv)
+    nones = sorted(f.parent.parent for f in args.cases.glob("*--preserve_none/eval/metrics.json"))
+    if not nones:
+        raise SystemExit(f"{args.cases}: no evaluated preserve_none edit (run quality.py with that variant)")
+    for none in nones:
+        print(f"pixels: {remake_pixels(none).name}", flush=True)
+    text = table(args.cases)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        from eym.media import write_image
+
+        edit = args.figure_edit or nones[0].name.rsplit("--", 1)[0]
+        write_image(args.out.with_name("region.png"), figure(args.cases, edit))
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
