@@ -200,7 +200,7 @@ class Sampling(Section):
     conditioning_scale: float = Field(1.5, ge=0.0, description="ControlNet residual scale")
     eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM eta (0: deterministic)")
     seed: int = Field(33, description="seed of the sampling noise (used when eta > 0)")
-    preserve: Literal["none", "latent", "none", "latent+pixels"] = Field(
+    preserve: Literal["none", "pixels", "latent", "latent+pixels"] = Field(
         "none", description="outside offset/region/ keep the source: its latents while sampling, its pixels after"
     )
     preserve_steps: float = Field(
