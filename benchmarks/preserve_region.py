@@ -1,14 +1,15 @@
 """Background preservation on a quality protocol's edits: ``sampling.preserve: pixels`` re-made from the
-``preserve_none`` edits with the edit region the offset stage draws now, and every preserve variant
-against ``none``, paired, with 95 % bootstrap intervals.
+``preserve_none`` edits with the edit region and clean plate the offset stage makes now (with
+``sampling.vacated: edit`` and ``plate``), and every preserve variant against ``none``, paired, with 95 %
+bootstrap intervals.
 
     .venv/bin/python benchmarks/preserve_region.py data/quality/cases --out reports/quality-preserve/region.md \
         --figure-edit puppet-002-r1
 
 ``pixels`` needs no sampling: it is the ``none`` edit composited with the source outside the region
 (what the sample stage does, eym_model/preserve.py), so a change of ``offset.region`` is measured in
-minutes. Each re-made edit is a folder ``<edit>--pixels_now`` beside the others (not a DVC pipeline),
-evaluated by the evaluate stage; the other variants are read from the folders the protocol wrote.
+minutes. Each re-made edit is a folder ``<edit>--pixels_now`` (``--plate_now``) beside the others (not a
+DVC pipeline), evaluated by the evaluate stage; the other variants are read from the folders the protocol wrote.
 """
 
 from __future__ import annotations
@@ -24,37 +25,49 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-VARIANTS = {"none": "preserve_none", "pixels": "pixels_now", "latent": "preserve_latent",
-            "latent+pixels": "preserve_latent_pixels", "copy the source": "copy_source"}  # fmt: skip
+VARIANTS = {
+    "none": "preserve_none",
+    "pixels, vacated: edit": "pixels_now",
+    "pixels, vacated: plate": "plate_now",
+    "latent": "preserve_latent",
+    "latent+pixels": "preserve_latent_pixels",
+    "copy the source": "copy_source",
+}
 METRICS = ("psnr_person", "ssim_person", "pose_pck", "pose_pck_moved", "temporal_error", "psnr", "psnr_background")
 
 
-def remake_pixels(none: Path) -> Path:
-    """The ``pixels`` edit of a ``preserve_none`` edit folder, evaluated."""
-    from eym.edit_region import edit_region, to_png
+def remake_pixels(none: Path, vacated: str) -> Path:
+    """The ``pixels`` edit of a ``preserve_none`` edit folder (``vacated``: edit or plate), evaluated."""
+    from eym.edit_region import to_png
     from eym.keypoints import read_keypoints
-    from eym.media import read_frames, read_masks, write_frames
+    from eym.media import read_frames, read_masks, write_frames, write_image
     from eym_model.preserve import composite
     from stages import evaluate
     from stages.common import default_params_files, load_params, read_case, section
+    from stages.offset import keep_maps
 
-    out = none.with_name(none.name.replace("--preserve_none", "--pixels_now"))
+    suffix = {"edit": "pixels_now", "plate": "plate_now"}[vacated]
+    out = none.with_name(none.name.replace("--preserve_none", f"--{suffix}"))
     shutil.rmtree(out, ignore_errors=True)
     # not a DVC pipeline: a stage of it would rerun the sampling this replaces
     shutil.copytree(none, out, ignore=shutil.ignore_patterns("eval", "dvc.yaml", "dvc.lock", ".gitignore"))
     case = yaml.safe_load((out / "case.yaml").read_text())
-    (out / "case.yaml").write_text(yaml.safe_dump({**case, "id": out.name, "variant": "pixels_now"}))
+    (out / "case.yaml").write_text(yaml.safe_dump({**case, "id": out.name, "variant": suffix}))
     folder, params = read_case(out), load_params(default_params_files(out))
     p = section(params, "offset")
     source_kp, _ = read_keypoints(folder.prepared_dir / "pose" / "source.parquet")
     aligned, _ = read_keypoints(out / "offset" / "aligned.parquet")
     masks = read_masks(folder.prepared_dir / "masks" / "masks")
-    r = p.region
-    region = to_png(edit_region(masks, aligned, source_kp, r.limb_width, r.margin, r.feather, p.min_confidence))
     source = read_frames(folder.source_dir / "frames" / "source")
-    edited = composite(read_frames(none / "sample" / "frames"), source, region.astype(np.float32) / 255)
-    write_frames(out / "sample" / "frames", edited)
-    write_frames(out / "offset" / "region", region)  # the region it was made with, as the offset stage writes it
+    info = {}
+    region, plate, weight = keep_maps(source, masks, source_kp, aligned, p.region, p.min_confidence, info)
+    filled = (plate, weight) if vacated == "plate" else None
+    write_frames(out / "sample" / "frames", composite(read_frames(none / "sample" / "frames"), source, region, filled))
+    # the maps it was made with, as the offset stage writes them
+    write_frames(out / "offset" / "region", to_png(region))
+    write_image(out / "offset" / "plate.png", plate)
+    write_frames(out / "offset" / "plate_weight", to_png(weight))
+    (out / "offset" / "keep.json").write_text(json.dumps(info))
     evaluate.run(out, params)
     return out
 
@@ -92,7 +105,8 @@ def figure(cases: Path, edit: str, frames=(2, 5)) -> np.ndarray:
 
     none = cases / f"{edit}--preserve_none"
     panels = {"source": read_frames(read_case(none).source_dir / "frames" / "source")}
-    for name, suffix in list(VARIANTS.items())[:4]:
+    for name in ("none", "pixels, vacated: edit", "pixels, vacated: plate", "latent+pixels"):
+        suffix = VARIANTS[name]
         if (cases / f"{edit}--{suffix}" / "sample" / "frames").is_dir():
             panels[name] = read_frames(cases / f"{edit}--{suffix}" / "sample" / "frames")
     region = read_region(cases / f"{edit}--pixels_now" / "offset" / "region")  # today's region
@@ -110,8 +124,15 @@ def main(argv=None) -> int:
     nones = sorted(f.parent.parent for f in args.cases.glob("*--preserve_none/eval/metrics.json"))
     if not nones:
         raise SystemExit(f"{args.cases}: no evaluated preserve_none edit (run quality.py with that variant)")
+    from eym.errors import EYMError
+
     for none in nones:
-        print(f"pixels: {remake_pixels(none).name}", flush=True)
+        for vacated in ("edit", "plate"):
+            try:
+                print(f"pixels: {remake_pixels(none, vacated).name}", flush=True)
+            except EYMError as exc:  # e.g. a source folder of the protocol removed since: the others still count
+                print(f"skipped {none.name}: {exc}", flush=True)
+                break
     text = table(args.cases)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -62,6 +62,30 @@ def body_masks(keypoints: np.ndarray, height: int, width: int, size: float, limb
     return out.astype(bool)
 
 
+def people(source_masks, aligned, source_keypoints, limb_width: float, min_confidence: float = 0.3):
+    """The source person's height, and bool (frames, H, W) of where the source person is (its mask and its
+    skeleton as a body) and where the target will be (the aligned skeleton as a body)."""
+    frames, height, width = source_masks.shape
+    size = person_height(source_masks, source_keypoints, min_confidence)
+    target = body_masks(aligned, height, width, size, limb_width, min_confidence)
+    # the source's skeleton too: segmentation misses thin limbs, which would otherwise come back as ghosts
+    source = body_masks(source_keypoints, height, width, size, limb_width, min_confidence)
+    return size, source_masks | source, target
+
+
+def feathered(core: np.ndarray, size: float, margin: float, feather: float) -> np.ndarray:
+    """Float32 (frames, H, W): 1 on ``core`` grown by ``margin × size``, falling to 0 over ``feather × size``."""
+    grow, fade = margin * size, max(feather * size, 1e-6)
+    out = np.zeros(core.shape, np.float32)
+    for i, frame in enumerate(core.astype(np.uint8)):
+        if not frame.any():  # no person in this frame: nothing may change
+            continue
+        outside = cv2.distanceTransform(1 - frame, cv2.DIST_L2, 5)  # pixels to the nearest region pixel
+        ramp = np.clip(1.0 - (outside - grow) / fade, 0.0, 1.0)
+        out[i] = ramp * ramp * (3 - 2 * ramp)  # smoothstep: no visible edge where the fade starts
+    return out
+
+
 def edit_region(
     source_masks: np.ndarray,
     aligned: np.ndarray,
@@ -72,22 +96,8 @@ def edit_region(
     min_confidence: float = 0.3,
 ) -> np.ndarray:
     """Float32 (frames, H, W) in [0, 1]: 1 on both people's grown region, falling to 0 over the feather."""
-    frames, height, width = source_masks.shape
-    size = person_height(source_masks, source_keypoints, min_confidence)
-    target = body_masks(aligned, height, width, size, limb_width, min_confidence)
-    # the source's skeleton too: segmentation misses thin limbs, which would otherwise come back as ghosts
-    source = body_masks(source_keypoints, height, width, size, limb_width, min_confidence)
-    core = (source_masks | source | target).astype(np.uint8)
-    grow, fade = margin * size, max(feather * size, 1e-6)
-    out = np.empty((frames, height, width), np.float32)
-    for i, frame in enumerate(core):
-        if not frame.any():  # no person in this frame: nothing may change
-            out[i] = 0.0
-            continue
-        outside = cv2.distanceTransform(1 - frame, cv2.DIST_L2, 5)  # pixels to the nearest region pixel
-        ramp = np.clip(1.0 - (outside - grow) / fade, 0.0, 1.0)
-        out[i] = ramp * ramp * (3 - 2 * ramp)  # smoothstep: no visible edge where the fade starts
-    return out
+    size, source, target = people(source_masks, aligned, source_keypoints, limb_width, min_confidence)
+    return feathered(source | target, size, margin, feather)
 
 
 def to_png(region: np.ndarray) -> np.ndarray:

@@ -81,6 +81,7 @@ class Region(Section):
     limb_width: float = Field(0.06, gt=0.0, le=1.0, description="limbs drawn this thick, share of the person's height")
     margin: float = Field(0.02, ge=0.0, le=1.0, description="both people's regions grown by this share of the height")
     feather: float = Field(0.03, ge=0.0, le=1.0, description="then faded out over this share of the height")
+    max_motion: float = Field(3.0, ge=0.0, description="a still camera (clean plate) changes its background less")
 
 
 class Offset(Section):
@@ -107,9 +108,7 @@ class Model(Section):
     variant: Optional[str] = Field(None, description="a repository's weight variant, e.g. fp16")
     device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="auto | cpu | cuda | cuda:N")
     precision: Literal["auto", "fp32", "fp16", "bf16"] = Field("auto", description="auto: fp16 on CUDA, fp32 on CPU")
-    spatial_attention: Literal["rca", "frame", "sparse_causal", "full"] = Field(
-        "rca", description='rca | frame ("w/o RCA") | sparse_causal (Tune-A-Video) | full'
-    )
+    spatial_attention: Literal["rca", "frame", "sparse_causal", "full"] = Field("rca", description="RCA or a peer's")
     rca_edge: Literal["paper", "circular"] = Field("paper", description="RCA at the first and last frames")
     motion_attention: bool = Field(True, description='false: "w/o MA", ControlNet residuals added directly')
     motion_attention_dim: int = Field(128, ge=1, description="MA's inner width")
@@ -203,9 +202,8 @@ class Sampling(Section):
     preserve: Literal["none", "pixels", "latent", "latent+pixels"] = Field(
         "none", description="outside offset/region/ keep the source: its latents while sampling, its pixels after"
     )
-    preserve_steps: float = Field(
-        1.0, ge=0.0, le=1.0, description="share of the DDIM steps, from the first, whose latents are blended"
-    )
+    vacated: Literal["plate", "edit"] = Field("plate", description="where only the source stood: its clean plate")
+    preserve_steps: float = Field(1.0, ge=0.0, le=1.0, description="share of the DDIM steps whose latents blend")
 
 
 class Evaluation(Section):

@@ -237,19 +237,25 @@ class EditYourMotionPipeline:
         region: np.ndarray | None = None,
         source: np.ndarray | None = None,
         trajectory: dict | None = None,
+        plate: tuple[np.ndarray, np.ndarray] | None = None,
         **sampling,
     ) -> np.ndarray:
         """The edited frames: DDIM from ``noise`` (the source's inversion; fresh noise of ``size`` =
         (height, width) when None) with ControlNet fed ``reference_skeletons``; ``sampling``: params.yaml's
         ``sampling`` keys (``steps``, ``guidance_scale``, ``conditioning_scale``, ``eta``, ``seed``,
         ``preserve``, ...). With ``preserve``, the source is kept outside ``region`` (frames, H, W) in
-        [0, 1]: ``source`` is its frames, ``trajectory`` what ``invert(..., trajectory={})`` filled."""
+        [0, 1]: ``source`` is its frames, ``trajectory`` what ``invert(..., trajectory={})`` filled, ``plate``
+        (image, weights: eym.clean_plate.read_plate of ``offset/``) fills where the source person stood."""
         p = typed_section("sampling", sampling)
         if p.preserve != "none" and (region is None or source is None):
             raise InputError(f"sampling.preserve: {p.preserve} needs region= and source= (the source's frames)")
+        if "pixels" in p.preserve and p.vacated == "plate" and plate is None:
+            raise InputError("sampling.vacated: plate needs plate= (eym.clean_plate.read_plate of offset/)")
         keep = self._keep_source(p, region, source, trajectory, noise) if "latent" in p.preserve else None
         frames = self.decode(self.sample_latents(reference_skeletons, prompt, noise, size, keep=keep, **sampling))
-        return composite(frames, source, region) if "pixels" in p.preserve else frames
+        if "pixels" not in p.preserve:
+            return frames
+        return composite(frames, source, region, plate if p.vacated == "plate" else None)
 
     def _keep_source(self, p, region, source, trajectory, noise) -> KeepSource:
         if trajectory is None and noise is not None:

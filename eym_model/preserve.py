@@ -50,8 +50,13 @@ def noised_trajectory(clean: torch.Tensor, scheduler_config: dict, steps: int, s
     return found
 
 
-def composite(edited: np.ndarray, source: np.ndarray, region: np.ndarray) -> np.ndarray:
-    """The edit's pixels inside the region, the source's outside, mixed along the feather (uint8)."""
+def composite(edited: np.ndarray, source: np.ndarray, region: np.ndarray, plate=None) -> np.ndarray:
+    """The edit's pixels inside the region, the source's outside, mixed along the feather (uint8); with
+    ``plate`` = (image, weights) from eym.clean_plate, the source's background where its person stood."""
     alpha = np.asarray(region, np.float32)[..., None]
     mixed = edited.astype(np.float32) * alpha + source.astype(np.float32) * (1 - alpha)
+    if plate is not None:
+        image, weight = plate
+        weight = np.asarray(weight, np.float32)[..., None]
+        mixed = mixed * (1 - weight) + image.astype(np.float32)[None] * weight
     return np.where(alpha > 0, mixed.round(), source).astype(np.uint8)

@@ -9,6 +9,19 @@ from pathlib import Path
 from .new_cases import create_cases_from
 
 
+def plate_line(meta: dict) -> str:
+    """What the clean plate (offset/plate.png) will show, or why there is none."""
+    if not meta["still_camera"]:
+        return (
+            f"clean plate: none, the camera moves (background changes {meta['background_motion']:.1f} grey "
+            "levels per frame, above offset.region.max_motion): the edit repaints where the person was"
+        )
+    return (
+        f"clean plate: shows the background in {meta['plate_coverage']:.0%} of where the source person "
+        "stands and the target will not (offset/plate.png)"
+    )
+
+
 def cmd_preview(args) -> int:
     """Frames, segmentation, pose and retargeting only: the preview image and the verdict, in seconds."""
     from eym.errors import EYMError
@@ -65,6 +78,8 @@ def preview_verdict(case_dir: Path, failure: str | None, note: str | None = None
         )
         if "region_area" in meta:
             print(f"edit region: {meta['region_area']:.0%} of the frame may change; the rest is kept (offset/region/)")
+        if "still_camera" in meta:
+            print(plate_line(meta))
     else:
         print("verdict: bad")
     for problem in meta.get("problems") or ([] if good else [failure]):

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from eym.atomic import atomic_path, write_json
-from eym.edit_region import edit_region, to_png
+from eym.clean_plate import background_motion, clean_plate, plate_weight
+from eym.edit_region import feathered, people, to_png
 from eym.errors import InputError
 from eym.keypoints import read_keypoints, write_keypoints
 from eym.media import read_frames, read_masks, write_frames, write_image
@@ -37,17 +38,20 @@ def earlier_warnings(case_dir: Path) -> list[str]:
     return found
 
 
-def shade_outside(frames: np.ndarray, region: np.ndarray) -> np.ndarray:
-    """Frames with what the edit keeps (outside the region) dimmed and tinted blue."""
-    kept = np.array([40, 60, 140], np.float32)
-    alpha = region[..., None]
-    return (frames * alpha + (frames * 0.35 + kept * 0.65) * (1 - alpha)).round().astype(np.uint8)
+def shade_outside(frames: np.ndarray, region: np.ndarray, plate: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Frames with what the edit keeps (outside the region) dimmed and tinted blue, and where the clean
+    plate will show the background tinted green."""
+    kept, filled = np.array([40, 60, 140], np.float32), np.array([40, 160, 60], np.float32)
+    alpha, weight = region[..., None], weight[..., None]
+    shown = frames * alpha + (frames * 0.35 + kept * 0.65) * (1 - alpha)
+    return (shown * (1 - weight) + (plate * 0.6 + filled * 0.4) * weight).round().astype(np.uint8)
 
 
-def preview(case_dir: Path, source_kp, reference_kp, aligned, region, count: int, min_confidence: float):
+def preview(case_dir: Path, source, keypoints, aligned, maps, count: int, min_confidence: float):
     """A few frames: source with its skeleton | reference with its skeleton | aligned skeleton over the
-    source | the edit region (what the edit keeps shaded)."""
-    source = read_frames(read_case(case_dir).prepared_dir / FRAMES / "source")
+    source | the edit region (what the edit keeps shaded, what the clean plate fills tinted)."""
+    source_kp, reference_kp = keypoints
+    region, plate, weight = maps
     height, width = source.shape[1:3]
     reference_dir = case_dir / FRAMES / "reference"
     reference = read_frames(reference_dir) if reference_dir.is_dir() else np.zeros_like(source)
@@ -58,11 +62,32 @@ def preview(case_dir: Path, source_kp, reference_kp, aligned, region, count: int
             "source": overlay(source[picks], draw(source_kp)),
             "reference": overlay(reference[picks], draw(reference_kp)),
             "aligned on source": overlay(source[picks], draw(aligned)),
-            "edit region": shade_outside(source[picks], region[picks]),
+            "edit region": shade_outside(source[picks], region[picks], plate, weight[picks]),
         }
     )
     gap = np.full((4, rows.shape[2], 3), 255, np.uint8)
     return np.concatenate([part for row in rows for part in (row, gap)][:-1])
+
+
+def keep_maps(frames, masks, source, aligned, r, threshold: float, info: dict):
+    """The edit region, the source's clean plate and where it replaces the edit (zero for a moving
+    camera); their figures go into ``info``."""
+    size, source_core, target_core = people(masks, aligned, source, r.limb_width, threshold)
+    region = feathered(source_core | target_core, size, r.margin, r.feather)
+    occupied = feathered(source_core, size, r.margin, r.feather) > 0  # the source person with its feather
+    plate, shown = clean_plate(frames, occupied)
+    motion = background_motion(frames, occupied)
+    weight = plate_weight(region, feathered(target_core, size, r.margin, r.feather), shown, r.feather * size)
+    if motion > r.max_motion:
+        weight[:] = 0.0
+    vacated = (region > 0.5) & occupied & ~(feathered(target_core, size, r.margin, 0) > 0)
+    info.update(
+        region_area=float(region.mean()),
+        background_motion=round(motion, 3),
+        still_camera=bool(motion <= r.max_motion),
+        plate_coverage=float((weight > 0.5)[vacated].mean()) if vacated.any() else 1.0,
+    )
+    return region, plate, weight
 
 
 def run(case_dir: Path, params: dict) -> dict:
@@ -86,21 +111,23 @@ def run(case_dir: Path, params: dict) -> dict:
         p.verdict.model_dump(),
     )
     info["warnings"] = list(dict.fromkeys([*earlier_warnings(case_dir), *info["warnings"]]))
-    r = p.region
     masks = read_masks(read_case(case_dir).prepared_dir / MASKS / "masks")
-    region = edit_region(masks, aligned, source, r.limb_width, r.margin, r.feather, threshold)
-    info["region_area"] = float(region.mean())
+    frames = read_frames(read_case(case_dir).prepared_dir / FRAMES / "source")
+    region, plate, weight = keep_maps(frames, masks, source, aligned, p.region, threshold, info)
     with atomic_path(case_dir / OFFSET) as out:
         out.mkdir()
         write_keypoints(out / "aligned.parquet", aligned, width, height, role="aligned_reference", **info)
         write_frames(out / "aligned_skeleton", draw_skeletons(aligned, height, width, threshold))
         write_frames(out / "region", to_png(region))
+        write_image(out / "plate.png", plate)
+        write_frames(out / "plate_weight", to_png(weight))
         write_json(out / "meta.json", info)
-        picture = preview(case_dir, source, reference, aligned, region, int(p.preview_frames), threshold)
+        maps = (region, plate, weight)
+        picture = preview(case_dir, frames, (source, reference), aligned, maps, int(p.preview_frames), threshold)
         write_image(out / "preview.png", picture)
     log.info(
         "offset: %s retargeting, scale %.3f from %s, anchor %s (%s mode), %.0f%% of the joints inside the frame, "
-        "the edit may change %.0f%% of the pixels: %s",
+        "the edit may change %.0f%% of the pixels (clean plate: %s): %s",
         info["retarget"],
         info["scale"],
         ", ".join(info["segments"]) or "no segment",
@@ -108,6 +135,7 @@ def run(case_dir: Path, params: dict) -> dict:
         info["mode"],
         100 * info["inside_fraction"],
         100 * info["region_area"],
+        f"{info['plate_coverage']:.0%} of the vacated area" if info["still_camera"] else "none, the camera moves",
         info["verdict"],
     )
     for warning in info["warnings"]:

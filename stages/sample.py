@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 from eym.atomic import atomic_path, write_json
+from eym.clean_plate import read_plate
 from eym.edit_region import read_region
 from eym.errors import InputError
 from eym.media import read_frames, write_frames, write_gif, write_video
@@ -115,6 +116,7 @@ def generate(case_dir: Path, params: dict, p: Sampling, skeleton_frames: np.ndar
         keep["source"] = source
         latent = "latent" in p.preserve and noise is not None
         keep["trajectory"] = source_trajectory(source_folder) if latent else None
+        keep["plate"] = read_plate(case_dir / OFFSET) if "pixels" in p.preserve and p.vacated == "plate" else None
     edited = pipe(
         reference_skeletons=skeleton_frames,
         prompt=str(params["prompt"] or ""),

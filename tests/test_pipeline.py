@@ -75,8 +75,10 @@ def test_the_python_example_gives_the_frames_the_stages_gave(edit, monkeypatch):
 def test_sampling_keeps_the_source_outside_the_edit_region(edit):
     """sampling.preserve on the same edit: `none` is plain sampling (the frames of a pipeline call that
     knows nothing of regions); `pixels` and `latent+pixels` give back the source's exact pixels wherever
-    the region is 0 and still move the person (`pixels` leaves the edit untouched where the region is 1);
+    the region is 0 and still move the person (`pixels` with `vacated: edit` leaves the edit untouched
+    where the region is 1; with `vacated: plate` the clean plate replaces it where its weight is 1);
     `latent` alone keeps that background closer to the source than `none`."""
+    from eym.clean_plate import read_plate
     from eym.edit_region import read_region
     from eym_model.components import load_components
     from eym_model.pipeline import EditYourMotionPipeline
@@ -86,17 +88,21 @@ def test_sampling_keeps_the_source_outside_the_edit_region(edit):
     params = load_params(default_params_files(edit))
     source = read_frames(read_case(edit).source_dir / "frames" / "source")
     region = read_region(edit / "offset" / "region")
+    plate, weight = read_plate(edit / "offset")
     outside = region == 0
     assert 0.3 < outside.mean() < 0.95
     made = {}
-    for preserve in ("none", "pixels", "latent", "latent+pixels"):
-        sample.run(edit, {**params, "sampling": {**params["sampling"], "preserve": preserve}})
-        made[preserve] = read_frames(edit / "sample" / "frames")
-    for kept in ("pixels", "latent+pixels"):
+    for preserve, vacated in (("none", "plate"), ("pixels", "edit"), ("pixels", "plate"), ("latent", "plate"),
+                              ("latent+pixels", "plate")):  # fmt: skip
+        sample.run(edit, {**params, "sampling": {**params["sampling"], "preserve": preserve, "vacated": vacated}})
+        made[preserve if preserve != "pixels" else f"pixels, {vacated}"] = read_frames(edit / "sample" / "frames")
+    for kept in ("pixels, edit", "pixels, plate", "latent+pixels"):
         assert np.array_equal(made[kept][outside], source[outside]), kept
         assert np.abs(made[kept][~outside].astype(int) - source[~outside]).mean() > 1.0, kept  # edited inside
-    inside = region == 1
-    assert np.array_equal(made["pixels"][inside], made["none"][inside])  # the edit itself untouched
+    inside, filled, unfilled = region == 1, weight == 1, (region == 1) & (weight == 0)
+    assert np.array_equal(made["pixels, edit"][inside], made["none"][inside])  # the edit itself untouched
+    assert np.array_equal(made["pixels, plate"][unfilled], made["none"][unfilled])
+    assert filled.any() and np.array_equal(made["pixels, plate"][filled], np.broadcast_to(plate, source.shape)[filled])
 
     def background_error(frames):
         return np.abs(frames[outside].astype(int) - source[outside]).mean()

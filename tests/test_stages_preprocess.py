@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import make_case_dir, repo_params, write_params
 
+from eym.clean_plate import read_plate
 from eym.errors import InputError, MissingWeightsError
 from eym.keypoints import read_keypoints, write_keypoints
 from eym.media import read_frames, read_image, read_masks, read_video, write_frames, write_image, write_video
@@ -378,3 +379,32 @@ def test_offset_stage_reproduces_the_ground_truth_edit(tmp_path, puppet_256):
     for who in ("source", "edit"):
         assert region[read_masks(puppet_256 / MASKS[who])].mean() >= 0.99, who
     assert region.mean() < 0.5
+    # the clean plate shows the true background where the source person stood and the target will not
+    meta = json.loads((case / "offset" / "meta.json").read_text())
+    assert meta["still_camera"] and meta["background_motion"] < 1.0 and meta["plate_coverage"] > 0.25
+    plate, weight = read_plate(case / "offset")
+    vacated = read_masks(puppet_256 / MASKS["source"]) & ~read_masks(puppet_256 / MASKS["edit"])
+    behind = (weight >= 0.5) & vacated
+    truth, source = read_video(puppet_256 / "gt" / "edit.mp4"), read_frames(case / "frames" / "source")
+    assert behind.sum() > 0.15 * vacated.sum()  # the rest: never free, or beside the target
+    assert np.abs(np.broadcast_to(plate, truth.shape)[behind].astype(int) - truth[behind]).mean() < 4.0
+    assert np.abs(source[behind].astype(int) - truth[behind]).mean() > 30.0  # where the source person stood
+
+
+def test_a_moving_camera_gets_no_clean_plate(tmp_path, puppet_256):
+    """The same source panned two pixels a frame: the background moves, so nothing comes from a plate."""
+    case = make_case_dir(tmp_path / "case", puppet_256 / "source.mp4", puppet_256 / "reference.mp4")
+    frames.run(case, repo_params(frames={"width": 256, "height": 256, "count": 24, "stride": 1}))
+    pan = lambda a: np.stack([np.roll(f, 2 * i, axis=1) for i, f in enumerate(a)])  # noqa: E731
+    write_frames(case / "frames" / "source", pan(read_frames(case / "frames" / "source")))
+    write_frames(case / "masks" / "masks", pan(read_masks(puppet_256 / MASKS["source"])))
+    (case / "pose").mkdir(parents=True)
+    for role in ("source", "reference"):
+        kp, meta = read_keypoints(puppet_256 / KEYPOINTS[role])
+        if role == "source":
+            kp[..., 0] += 2 * np.arange(len(kp))[:, None]
+        write_keypoints(case / "pose" / f"{role}.parquet", kp, meta["width"], meta["height"])
+    offset.run(case, repo_params())
+    meta = json.loads((case / "offset" / "meta.json").read_text())
+    assert not meta["still_camera"] and meta["background_motion"] > 3.0
+    assert not read_plate(case / "offset")[1].any()
