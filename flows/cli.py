@@ -35,11 +35,22 @@ OUTPUTS = (
 )
 
 
+KEY_METRICS = (("psnr", "PSNR {:.2f} dB"), ("psnr_person", "person {:.2f} dB"), ("pose_pck", "pose PCK {:.3f}"),
+               ("pose_pck_moved", "moved joints {:.3f}"))  # fmt: skip
+
+
 def print_outputs(case_dir: Path) -> None:
+    import json
+
     print(f"\ncase folder: {case_dir}")
     for label, rel in OUTPUTS:
         path = case_dir / rel
         print(f"  {label:<13} {path}{'' if path.exists() else '  (missing)'}")
+    metrics = case_dir / "eval" / "metrics.json"
+    found = json.loads(metrics.read_text()) if metrics.is_file() else {}
+    shown = [text.format(found[key]) for key, text in KEY_METRICS if isinstance(found.get(key), (int, float))]
+    if shown:
+        print(f"  {'measured':<13} {', '.join(shown)}")
 
 
 def fail(exc) -> int:
@@ -61,6 +72,7 @@ def cmd_run(args) -> int:
 
 def _run_cases(case_dirs: list[Path], args) -> int:
     from eym.errors import EYMError
+    from flows.console import showing
     from flows.locks import case_locks
     from flows.pipeline import edit_case, edit_cases
     from flows.runtime import FlowAbandoned, prefect_api, run_supervised
@@ -73,7 +85,7 @@ def _run_cases(case_dirs: list[Path], args) -> int:
             return edit_cases([str(c) for c in case_dirs], retries=args.retries, gpu_slots=args.gpus)
 
     try:
-        with case_locks(case_dirs):
+        with case_locks(case_dirs), showing(args.verbose):
             rows = run_supervised(flow)
     except FlowAbandoned as exc:
         print(f"eym-edit: {exc}", file=sys.stderr)
@@ -89,8 +101,8 @@ def _run_cases(case_dirs: list[Path], args) -> int:
         hint = "" if "the same command resumes" in first else ": run the same command to resume"
         print(f"eym-edit: interrupted: {first}nothing is lost{hint}", file=sys.stderr)
         return interrupted_exit()
-    for row in rows:
-        report_source(row)
+    for row in {row["source"] if isinstance(row, dict) else id(row): row for row in rows}.values():
+        report_source(row)  # once per source
     for row, case_dir in zip(rows, case_dirs):
         if not isinstance(row, dict) or row["status"] != "ok":
             reason = f"failed at {row['failed_stage']}: {row['reason']}" if isinstance(row, dict) else str(row)
@@ -138,6 +150,7 @@ def cmd_case(args) -> int:
 def cmd_batch(args) -> int:
     from eym.errors import EYMError
     from flows.cases import create_cases
+    from flows.console import showing
     from flows.locks import case_locks
     from flows.pipeline import edit_batch, repo_root, with_runner
     from flows.preflight import check_manifest
@@ -168,7 +181,7 @@ def cmd_batch(args) -> int:
             )
 
     try:
-        with case_locks(case_dirs):
+        with case_locks(case_dirs), showing(args.verbose):
             rows = run_supervised(flow)
     except FlowAbandoned as exc:
         print(f"eym-edit: {exc}", file=sys.stderr)
@@ -260,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_budget_option(p)
     add_plan_parser(sub, parameter_options)
     for p in (run, case, batch):
+        p.add_argument("-v", "--verbose", action="store_true", help="every stage's log lines, as Prefect logs them")
         p.add_argument("--retries", type=int, default=0, help="retries of a failed stage (default 0)")
         p.add_argument("--gpus", type=int, default=1, help="GPU stages that may run at once (default 1)")
     batch.add_argument("--cases-root", default="data/cases", help="where case folders go (default data/cases)")

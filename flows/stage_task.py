@@ -17,8 +17,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 
 from eym.errors import InputError
+from eym.progress import PROGRESS_FILE
 from stages.common import ran
 
+from . import console
 from .registry import CHECKPOINTS, GPU_STAGES
 from .runtime import SUPERVISOR, Stopping
 
@@ -73,11 +75,12 @@ def dvc_repro(case_dir: Path, stage: str, on_line=None) -> tuple[int, str, list[
     root = repo_root(case_dir)
     target = f"{case_dir.relative_to(root)}/dvc.yaml:{stage}"
     log_file = stage_log(case_dir, stage)
+    progress_file(case_dir, stage).unlink(missing_ok=True)  # a former run's
     proc = SUPERVISOR.spawn(
         [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", target],
         label=f"{case_dir.name}/{stage}",
         cwd=root,
-        env=stage_environment(),
+        env={**stage_environment(), PROGRESS_FILE: str(progress_file(case_dir, stage))},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -110,6 +113,11 @@ def stage_log(case_dir: Path, stage: str) -> Path:
     return folder / f"{stage}.log"
 
 
+def progress_file(case_dir: Path, stage: str) -> Path:
+    """Where a stage's loops say how far they are (eym.progress), for eym-edit's terminal and web app."""
+    return Path(case_dir) / LOG_DIR / f"{stage}.progress.json"
+
+
 def remove_leftover_checkpoint(case_dir: Path, stage: str) -> None:
     """A finished stage needs no checkpoint, however its output arrived (run, or DVC's run cache)."""
     import shutil
@@ -133,16 +141,25 @@ def reproduce_stage(case_dir: str, case_id: str, stage: str):
     started = time.perf_counter()
     if slot:
         slot.acquire()
+    console.stage_started(case_id, stage, progress_file(Path(case_dir).resolve(), stage))
+
+    def on_line(line: str) -> None:
+        logger.info(line)
+        console.stage_line(case_id, stage, line)
+
     try:
-        code, status, lines = dvc_repro(Path(case_dir), stage, logger.info)
+        code, status, lines = dvc_repro(Path(case_dir), stage, on_line)
     except Stopping as exc:
+        console.stage_finished(case_id, stage, "failed", time.perf_counter() - started)
         return Failed(message=f"{stage} interrupted before it started ({exc})")
     finally:
         if slot:
             slot.release()
+    seconds = round(time.perf_counter() - started, 2)
+    console.stage_finished(case_id, stage, "failed" if code else status, seconds)
     if code != 0:
         return Failed(message=stage_error(stage, lines, stage_log(Path(case_dir), stage)))
-    return StageOutcome(case_id, stage, status, round(time.perf_counter() - started, 2), _worker_name(), lines[-5:])
+    return StageOutcome(case_id, stage, status, seconds, _worker_name(), lines[-5:])
 
 
 # The task wraps a plainly named function so that Dask workers can import it by name.

@@ -385,9 +385,9 @@ def test_eym_edit_runs_one_source_with_several_references_and_reuses_it_later(wo
 
     def eym_edit(*args):
         return subprocess.run(
-            [sys.executable, "-m", "flows.cli", "run", "--source", "inputs/p4/source.png", *args]
+            [sys.executable, "-m", "flows.cli", "run", "--source", "inputs/p4/source.png"]
             + ["--source-prompt", "a person", "--prompt", "a person moving"]
-            + ["--params", "configs/sd15.yaml", *weights, "--params", "inputs/tiny.yaml"],
+            + ["--params", "configs/sd15.yaml", *weights, "--params", "inputs/tiny.yaml", *args],
             cwd=workspace,
             env=env,
             capture_output=True,
@@ -395,19 +395,40 @@ def test_eym_edit_runs_one_source_with_several_references_and_reuses_it_later(wo
             timeout=900,
         )
 
-    first = eym_edit("--reference", "inputs/p1/reference.mp4", "--reference", "inputs/p2/reference.mp4", "--id", "many")
+    long_prompt = "a person moving " + "slowly " * 80  # longer than the text encoder reads: sampling warns
+    first = eym_edit(
+        *("--reference", "inputs/p1/reference.mp4", "--reference", "inputs/p2/reference.mp4", "--id", "many"),
+        *("--prompt", long_prompt),
+    )
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     cases = [workspace / "data" / "cases" / f"many-{k}" for k in (1, 2)]
     assert all((c / "sample" / "edited.mp4").is_file() for c in cases)
     sources = {yaml.safe_load((c / "case.yaml").read_text())["source_dir"] for c in cases}
-    assert len(sources) == 1 and "stage1, stage2, invert ran for this edit" in first.stdout
+    assert len(sources) == 1 and first.stdout.count("stage1, stage2, invert ran for this edit") == 1
+    # not a terminal: a plain line per stage, none of DVC's advice or Prefect's run lines (--verbose has them)
+    shown = (first.stdout + first.stderr).splitlines()
+    assert re.search(r"source-\w+ stage1: ran in [\d.]+ s, 2 steps, loss [\d.]+", first.stdout), first.stdout
+    assert re.search(r"many-2 sample: ran in [\d.]+ s, 2 steps", first.stdout), first.stdout
+    assert re.search(r"many-1 sample: warning: sampling: the prompt has \d+ tokens", first.stdout), first.stdout
+    for noise in ("To track the changes with git", "Use `dvc push`", "Task run", "Running stage", "\x1b["):
+        assert noise not in first.stdout + first.stderr, noise
+    assert len(shown) <= 47, "\n".join(shown)  # 21 stages (5 running), two warnings, outputs, the source's line
+    assert (cases[0] / "logs" / "sample.log").is_file()
+    progress = json.loads((cases[0] / "logs" / "sample.progress.json").read_text())
+    assert progress["task"] == "DDIM sampling" and progress["step"] == progress["total"] > 0
 
     again = eym_edit(  # the same source and a new motion, with its ground truth: no tuning
         *("--reference", "inputs/p4/reference.mp4", "--ground-truth", "inputs/p4/gt/edit.mp4"),
-        *("--set", "sampling.conditioning_scale=0.5", "--id", "mine"),
+        *("--set", "sampling.conditioning_scale=0.5", "--id", "mine", "--verbose"),
     )
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "reused as tuned and inverted before" in again.stdout
+    assert "Running stage 'data/cases/mine/dvc.yaml:sample'" in again.stdout + again.stderr  # --verbose: as before
+    assert "measured      PSNR" in again.stdout  # the key metrics under the paths
+    code, screen = in_terminal([sys.executable, "-m", "flows.cli", "case", "data/cases/mine"], workspace, env)
+    assert code == 0, screen[-3000:]
+    assert "\x1b[" in screen and re.search(r"mine +sample +.*up to date", screen), screen[-3000:]  # a live table
+    assert "Task run" not in screen and "measured      PSNR" in screen
     case = workspace / "data" / "cases" / "mine"
     for rel in ("sample/edited.mp4", "sample/comparison.mp4", "eval/metrics.json", "eval/report.html"):
         assert f"{case / rel}" in again.stdout and (case / rel).is_file(), rel
@@ -420,6 +441,26 @@ def test_eym_edit_runs_one_source_with_several_references_and_reuses_it_later(wo
 
     assert (case / "dvc.yaml").is_file() and (source_dir(case) / "dvc.yaml").is_file()
     assert yaml.safe_load((source_dir(case) / "case.yaml").read_text())["source"].endswith("source.png")
+
+
+def in_terminal(command: list[str], cwd: Path, env: dict) -> tuple[int, str]:
+    """A command run in a pseudo-terminal, as a user types it: its exit code and everything it drew."""
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child
+        os.chdir(cwd)
+        os.execvpe(command[0], command, env)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # the terminal closed with the child
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), drawn.decode(errors="replace")
 
 
 def stale_stages(workspace: Path, case: str) -> set[str]:

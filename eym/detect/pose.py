@@ -31,7 +31,7 @@ class PoseDetector:
 
     def __call__(self, frames: np.ndarray, what: str) -> tuple[np.ndarray, list[int]]:
         """Keypoints (frames, 18, 3) of the largest person per frame, and the frames that had several."""
-        with Progress(len(frames), f"pose {what} ({self.backend})") as bar:
+        with Progress(len(frames), f"pose {what} ({self.backend})", unit="frame") as bar:
             if self.module is None:
                 from eym.detect.mediapipe_backend import detect_poses
 

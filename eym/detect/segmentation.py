@@ -12,7 +12,7 @@ from eym.schema import Segmentation
 
 def person_probabilities(frames: np.ndarray, p: Segmentation) -> np.ndarray:
     """(frames, H, W) probabilities that a pixel shows a person."""
-    with Progress(len(frames), f"segmentation ({p.backend})") as bar:
+    with Progress(len(frames), f"segmentation ({p.backend})", unit="frame") as bar:
         if p.backend == "mediapipe":
             from eym.detect.mediapipe_backend import segment_people
 
