@@ -56,9 +56,7 @@ class Segmentation(Section):
 
 class Pose(Section):
     backend: Literal["mediapipe", "openpose", "dwpose"] = Field("mediapipe", description="pose detector")
-    source_frames: Literal["full", "masked"] = Field(
-        "full", description="detect the source's pose on its full frames or, as the paper, its masked ones"
-    )
+    source_frames: Literal["full", "masked"] = Field("full", description="full frames or, as the paper, masked ones")
     min_confidence: float = Field(0.3, ge=0.0, le=1.0, description="joints below it count as missing")
     max_missing_fraction: float = Field(0.25, ge=0.0, le=1.0, description="share of frames allowed without body")
     interpolate_missing: bool = Field(True, description="fill short gaps of a joint over time")
@@ -85,9 +83,7 @@ class Region(Section):
 
 
 class Offset(Section):
-    retarget: Literal["bones", "scale", "none"] = Field(
-        "bones", description="bones: the source's bone lengths and the reference's angles; scale: one scale"
-    )
+    retarget: Literal["bones", "scale", "none"] = Field("bones", description="bones (lengths kept) | scale | none")
     anchor: Literal["auto", "feet", "mid_hip", "neck", "shoulder_centre"] = Field(
         "auto", description="the point put on the source's; auto: the first of feet, mid_hip, neck, shoulders found"
     )
@@ -187,6 +183,11 @@ class Inversion(Section):
     use_prompt: bool = Field(False, description="invert with the case's prompt instead of the empty one")
     controlnet: bool = Field(False, description="also feed the source skeletons through ControlNet")
     check_reconstruction: bool = Field(True, description="re-sample the inverted noise and report the error")
+
+
+class Window(Section):
+    frames: int = Field(16, ge=1, description="frames the model sees at once; longer clips go in overlapping windows")
+    overlap: int = Field(4, ge=0, description="frames two neighbouring windows share, their predictions fused")
 
 
 class Sampling(Section):
@@ -342,6 +343,7 @@ class Parameters(Section):
     stage1: Stage1 = Field(default_factory=Stage1)
     stage2: Stage2 = Field(default_factory=Stage2)
     inversion: Inversion = Field(default_factory=Inversion)
+    window: Window = Field(default_factory=Window)
     sampling: Sampling = Field(default_factory=Sampling)
     evaluation: Evaluation = Field(default_factory=Evaluation)
     eym_mini: Optional[EymMini] = None

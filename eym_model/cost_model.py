@@ -22,6 +22,7 @@ from eym.parameters import typed_section
 from .loading import BASE_PARTS, locate, resolve_dtype
 from .trainable import select
 from .video_model import VideoModelConfig, build_video_model
+from .windows import window_starts
 
 DTYPE_BYTES = {torch.float32: 4, torch.float16: 2, torch.bfloat16: 2}
 
@@ -143,21 +144,25 @@ def stage_work(nets: dict, stage: str, params: dict, frames: int, height: int, w
     check = stage == "invert" and typed_section("inversion", params.get("inversion", {})).check_reconstruction
     decodes = stage == "sample" or check  # the tuning stages only encode
     vae_peak = _vae_peak(autoencoder, min(frames, m.vae_chunk), height, width, dtype, decodes)
+    w = typed_section("window", params.get("window", {}))  # a long clip: one window at a time
+    windows, window = (
+        len(window_starts(frames, w.frames, w.overlap)),
+        (*latents[:2], min(frames, w.frames), *latents[3:]),
+    )
     if stage in ("stage1", "stage2"):
         p = typed_section(stage, params.get(stage, {}))
         groups = [g for g in p.trainable if g != "motion_attention" or m.motion_attention]
         trained = sum(t.numel() for t in select(model, groups).values())
         counts["trained"] = trained
         static += trained * ((4 - DTYPE_BYTES[dtype]) + (2 if p.use_8bit_adam else 8))  # fp32 masters, Adam
-        peak, flops = _training_step(model, groups, latents, height, width, dtype)
+        peak, flops = _training_step(model, groups, window, height, width, dtype)  # a step trains on a window
     else:
         guided = stage == "sample" and typed_section("sampling", params.get("sampling", {})).guidance_scale != 1.0
         with_controlnet = stage == "sample" or typed_section("inversion", params.get("inversion", {})).controlnet
-        peak, flops = _inference_step(
-            model, latents, height, width, dtype, 2 if guided else 1, with_controlnet or check
-        )
+        peak, flops = _inference_step(model, window, height, width, dtype, 2 if guided else 1, with_controlnet or check)
         if stage == "invert":  # its FLOPs: the inversion's step; the check samples once more
-            flops = _inference_step(model, latents, height, width, dtype, 1, with_controlnet)[1]
+            flops = _inference_step(model, window, height, width, dtype, 1, with_controlnet)[1]
+        flops *= windows  # every window, each step
     return StageWork(static, max(peak, vae_peak), float(flops), counts)
 
 

@@ -37,6 +37,7 @@ from .diffusion import (
 )
 from .preserve import KeepSource, composite, latent_region, noised_trajectory
 from .trainable import load_trainable, make_optimizer, set_trainable
+from .windows import Windowed
 
 
 def video_tensor(frames: np.ndarray) -> torch.Tensor:
@@ -47,6 +48,12 @@ def video_tensor(frames: np.ndarray) -> torch.Tensor:
 def skeleton_tensor(frames: np.ndarray) -> torch.Tensor:
     """uint8 skeleton images -> float (1, 3, frames, H, W) in [0, 1], as ControlNet expects."""
     return torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 255
+
+
+def windowed(model, window: dict | None) -> Windowed:
+    """The model on clips of any length, in the windows params.yaml's ``window`` section sets."""
+    w = typed_section("window", window or {})
+    return Windowed(model, int(w.frames), int(w.overlap))
 
 
 def to_frames(video: torch.Tensor) -> np.ndarray:
@@ -64,7 +71,9 @@ class TuningRun:
     """One tuning stage on one clip, a step at a time (so that a caller can checkpoint, report progress
     or stop between steps): the trained groups unfrozen, the clip's posterior and prompt computed once."""
 
-    def __init__(self, components: Components, frames, skeletons, prompt: str, stage: str, p: Tuning, groups):
+    def __init__(
+        self, components: Components, frames, skeletons, prompt: str, stage: str, p: Tuning, groups, window: int
+    ):
         from diffusers import DDPMScheduler
 
         self.components, self.stage, self.p, self.groups = components, stage, p, groups
@@ -75,7 +84,12 @@ class TuningRun:
         device = components.device
         self.posterior = video_posterior(components.base.vae, video_tensor(frames), components.vae_chunk)
         self.text = encode_prompts(components.base.tokenizer, components.base.text_encoder, [prompt])
-        self.skeletons = skeleton_tensor(skeletons).to(device, components.dtype)
+        # a clip longer than ``window`` frames: each step trains on ``window`` consecutive frames of it,
+        # drawn from the stage's own generator (so a resumed run draws the same ones)
+        self.window = min(window, len(frames))
+        self.skeletons = skeleton_tensor(skeletons)
+        if self.window == len(frames):  # the whole clip at every step: on the device once
+            self.skeletons = self.skeletons.to(device, components.dtype)
         self.noise_scheduler = DDPMScheduler.from_config(components.base.scheduler_config)
         self.optimizer = make_optimizer(
             self.trainable.values(),
@@ -97,6 +111,13 @@ class TuningRun:
         """One optimizer step on a fresh posterior sample of the clip, noised at a random timestep."""
         c = self.components
         mean, std = self.posterior
+        skeletons = self.skeletons
+        if self.window < mean.shape[2]:
+            start = int(
+                torch.randint(0, mean.shape[2] - self.window + 1, (1,), generator=self.generator, device=c.device)
+            )
+            part = slice(start, start + self.window)
+            mean, std, skeletons = mean[:, :, part], std[:, :, part], skeletons[:, :, part].to(c.device, c.dtype)
         noise = torch.randn(mean.shape, generator=self.generator, device=c.device)
         latents = (mean.float() + std.float() * noise) * c.base.vae.config.scaling_factor
         with c.autocast():
@@ -105,7 +126,7 @@ class TuningRun:
                 self.noise_scheduler,
                 latents,
                 self.text,
-                self.skeletons,
+                skeletons,
                 float(self.p.conditioning_scale),
                 self.generator,
             )
@@ -169,9 +190,10 @@ class EditYourMotionPipeline:
                 f"set frames.width/height to multiples of {factor}"
             )
 
-    def tuning(self, frames, *, skeletons, prompt: str, stage: str = "stage1", **settings) -> TuningRun:
+    def tuning(self, frames, *, skeletons, prompt: str, stage: str = "stage1", window=None, **settings) -> TuningRun:
         """A tuning run of ``stage``'s parameter groups (``settings``: params.yaml's ``stage1``/``stage2``
-        keys), to step by hand; ``tune`` runs it to the end."""
+        keys; ``window``: its ``window`` keys, a longer clip trains on a window a step), to step by hand;
+        ``tune`` runs it to the end."""
         p = typed_section(stage, settings)
         self.check_size(frames)
         if len(skeletons) != len(frames):
@@ -181,21 +203,29 @@ class EditYourMotionPipeline:
             groups.remove("motion_attention")  # "w/o MA": the switch in model.motion_attention is enough
         if not groups:
             raise InputError(f"params: {stage}.trainable leaves nothing to train")
-        return TuningRun(self.components, frames, skeletons, prompt, stage, p, groups)
+        window_frames = int(typed_section("window", window or {}).frames)
+        return TuningRun(self.components, frames, skeletons, prompt, stage, p, groups, window_frames)
 
-    def tune(self, frames, *, skeletons, prompt: str, stage: str = "stage1", **settings) -> list[float]:
+    def tune(self, frames, *, skeletons, prompt: str, stage: str = "stage1", window=None, **settings) -> list[float]:
         """Tune on the source clip (stage 1: background-masked frames; stage 2: full frames); the loss of each step."""
-        run = self.tuning(frames, skeletons=skeletons, prompt=prompt, stage=stage, **settings)
+        run = self.tuning(frames, skeletons=skeletons, prompt=prompt, stage=stage, window=window, **settings)
         return [run.step() for _ in range(int(run.p.steps))]
 
-    def invert(self, frames, *, prompt: str = "", skeletons=None, steps: int | None = None, trajectory=None):
+    def invert(
+        self, frames, *, prompt: str = "", skeletons=None, steps: int | None = None, trajectory=None, window=None
+    ):
         """The noise that DDIM sampling maps back to ``frames`` (the peers: empty prompt, UNet only;
         ``skeletons`` also feeds them through ControlNet); ``steps``: inversion.steps by default. A dict
-        ``trajectory`` receives the latents at every timestep (-1: clean), for ``sampling.preserve``."""
+        ``trajectory`` receives the latents at every timestep (-1: clean), for ``sampling.preserve``;
+        ``window``: params.yaml's ``window`` keys (a longer clip goes in overlapping windows)."""
         latents = self.encode(frames)
-        return self.invert_latents(latents, prompt=prompt, skeletons=skeletons, steps=steps, trajectory=trajectory)
+        return self.invert_latents(
+            latents, prompt=prompt, skeletons=skeletons, steps=steps, trajectory=trajectory, window=window
+        )
 
-    def invert_latents(self, latents, *, prompt: str = "", skeletons=None, steps: int | None = None, trajectory=None):
+    def invert_latents(
+        self, latents, *, prompt: str = "", skeletons=None, steps: int | None = None, trajectory=None, window=None
+    ):
         c = self.components
         steps = steps or typed_section("inversion").steps
         text, conditioning = self._text(prompt), self._skeletons(skeletons)
@@ -205,7 +235,7 @@ class EditYourMotionPipeline:
             keep = lambda t, x: trajectory.__setitem__(t, x.half().cpu())  # noqa: E731 (fp16: half the size)
         with c.autocast():
             noise = ddim_invert(
-                c.model.eval(),
+                windowed(c.model.eval(), window),
                 latents,
                 text,
                 c.base.scheduler_config,
@@ -238,6 +268,7 @@ class EditYourMotionPipeline:
         source: np.ndarray | None = None,
         trajectory: dict | None = None,
         plate: tuple[np.ndarray, np.ndarray] | None = None,
+        window: dict | None = None,
         **sampling,
     ) -> np.ndarray:
         """The edited frames: DDIM from ``noise`` (the source's inversion; fresh noise of ``size`` =
@@ -245,14 +276,16 @@ class EditYourMotionPipeline:
         ``sampling`` keys (``steps``, ``guidance_scale``, ``conditioning_scale``, ``eta``, ``seed``,
         ``preserve``, ...). With ``preserve``, the source is kept outside ``region`` (frames, H, W) in
         [0, 1]: ``source`` is its frames, ``trajectory`` what ``invert(..., trajectory={})`` filled, ``plate``
-        (image, weights: eym.clean_plate.read_plate of ``offset/``) fills where the source person stood."""
+        (image, weights: eym.clean_plate.read_plate of ``offset/``) fills where the source person stood;
+        ``window``: params.yaml's ``window`` keys (a longer clip is sampled in overlapping windows)."""
         p = typed_section("sampling", sampling)
         if p.preserve != "none" and (region is None or source is None):
             raise InputError(f"sampling.preserve: {p.preserve} needs region= and source= (the source's frames)")
         if "pixels" in p.preserve and p.vacated == "plate" and plate is None:
             raise InputError("sampling.vacated: plate needs plate= (eym.clean_plate.read_plate of offset/)")
         keep = self._keep_source(p, region, source, trajectory, noise) if "latent" in p.preserve else None
-        frames = self.decode(self.sample_latents(reference_skeletons, prompt, noise, size, keep=keep, **sampling))
+        latents = self.sample_latents(reference_skeletons, prompt, noise, size, keep=keep, window=window, **sampling)
+        frames = self.decode(latents)
         if "pixels" not in p.preserve:
             return frames
         return composite(frames, source, region, plate if p.vacated == "plate" else None)
@@ -266,7 +299,7 @@ class EditYourMotionPipeline:
         return KeepSource(region, trajectory, int(round(p.preserve_steps * p.steps)))
 
     def sample_latents(
-        self, reference_skeletons, prompt: str, noise=None, size=None, keep=None, **sampling
+        self, reference_skeletons, prompt: str, noise=None, size=None, keep=None, window=None, **sampling
     ) -> torch.Tensor:
         c, p = self.components, typed_section("sampling", sampling)
         generator = torch.Generator(c.device).manual_seed(int(p.seed))
@@ -284,7 +317,7 @@ class EditYourMotionPipeline:
         skeletons = self._skeletons(reference_skeletons)
         with c.autocast():  # the prompts are encoded outside it, at the text encoder's own precision
             return ddim_sample(
-                c.model.eval(),
+                windowed(c.model.eval(), window),
                 noise.to(c.device),
                 text,
                 c.base.scheduler_config,

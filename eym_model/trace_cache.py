@@ -51,13 +51,15 @@ def trace_key(params: dict, stage: str, frames: int, height: int, width: int, de
 
 def _stage_settings(stage: str, params: dict) -> dict:
     """The settings of a stage that change what one of its steps computes (not its step count or rate)."""
+    w = typed_section("window", params.get("window", {}))
+    window = [w.frames, w.overlap]  # a step runs one window at a time
     if stage in ("stage1", "stage2"):
         s = typed_section(stage, params.get(stage, {}))
-        return {"trainable": list(s.trainable), "use_8bit_adam": s.use_8bit_adam}
+        return {"trainable": list(s.trainable), "use_8bit_adam": s.use_8bit_adam, "window": window}
     inversion = typed_section("inversion", params.get("inversion", {}))
     if stage == "invert":
-        return {"check": inversion.check_reconstruction, "controlnet": inversion.controlnet}
-    return {"guided": typed_section("sampling", params.get("sampling", {})).guidance_scale != 1.0}
+        return {"check": inversion.check_reconstruction, "controlnet": inversion.controlnet, "window": window}
+    return {"guided": typed_section("sampling", params.get("sampling", {})).guidance_scale != 1.0, "window": window}
 
 
 def read(key: str) -> dict | None:

@@ -44,7 +44,7 @@ SOURCE_STAGES = (
     StageSpec(
         "stage1",
         "source",
-        ("model", "stage1"),
+        ("model", "stage1", "window"),
         ("masks", "pose", "frames"),
         ("stage1/weights.safetensors", "stage1/meta.json"),
         uses_prompt=True,
@@ -56,7 +56,7 @@ SOURCE_STAGES = (
     StageSpec(
         "stage2",
         "source",
-        ("model", "stage2"),
+        ("model", "stage2", "window"),
         ("frames", "pose", "stage1/weights.safetensors"),
         ("stage2/weights.safetensors", "stage2/meta.json"),
         uses_prompt=True,
@@ -68,7 +68,7 @@ SOURCE_STAGES = (
     StageSpec(
         "invert",
         "source",
-        ("model", "inversion"),
+        ("model", "inversion", "window"),
         ("frames", "pose", *_TUNED),
         ("inversion",),
         uses_prompt=True,
@@ -87,7 +87,7 @@ EDIT_STAGES = (
     StageSpec(
         "sample",
         "edit",
-        ("model", "sampling"),
+        ("model", "sampling", "window"),
         ("frames", "offset"),
         ("sample",),
         source_inputs=("frames", *_TUNED, "inversion"),

@@ -70,10 +70,15 @@ def run(case_dir: Path, params: dict) -> dict:
     skeletons = read_frames(case_dir / POSE / "source_skeleton") if p.controlnet else None
     steps = int(p.steps)
     trajectory = {}
-    noise = pipe.invert_latents(latents, prompt=prompt, skeletons=skeletons, steps=steps, trajectory=trajectory)
+    window = params.get("window")  # a clip longer than window.frames: overlapping windows, fused
+    noise = pipe.invert_latents(
+        latents, prompt=prompt, skeletons=skeletons, steps=steps, trajectory=trajectory, window=window
+    )
     info = {"steps": steps, "prompt": prompt, "controlnet": bool(p.controlnet), "noise_std": noise.std().item()}
     if p.check_reconstruction:
-        again = pipe.sample_latents(skeletons, prompt, noise, steps=steps, conditioning_scale=1.0, guidance_scale=1.0)
+        again = pipe.sample_latents(
+            skeletons, prompt, noise, steps=steps, conditioning_scale=1.0, guidance_scale=1.0, window=window
+        )
         video = video_tensor(frames)
         info["reconstruction_latent_mae"] = (again.float() - latents).abs().mean().item()
         info["reconstruction_psnr"] = psnr(pipe.decode_tensor(again), video)

@@ -122,6 +122,7 @@ def generate(case_dir: Path, params: dict, p: Sampling, skeleton_frames: np.ndar
         prompt=str(params["prompt"] or ""),
         noise=noise,
         size=source.shape[1:3],
+        window=params.get("window"),
         **keep,
         **p.model_dump(),
     )

@@ -38,6 +38,11 @@ LOSS_LOG, META = "loss.tsv", "meta.json"
 SAVE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
+def windowed(run) -> bool:
+    """Whether each step trains on a window of the clip (a clip longer than window.frames)."""
+    return run.window < run.posterior[0].shape[2]
+
+
 def fingerprint(*parts) -> str:
     digest = hashlib.sha256()
     for part in parts:
@@ -63,7 +68,6 @@ def train(case_dir: Path, params: dict, stage: str, previous: tuple[str, ...] = 
     skeleton_dir = case_dir / POSE / "source_skeleton"
     prompt = str(params["prompt"] or "")
     inputs = [frames_dir, skeleton_dir] + [case_dir / s / WEIGHTS for s in previous]
-    print_ = fingerprint(p.model_dump(), model_params.model_dump(), prompt, *inputs)
     ckpt_dir = case_dir / f"{stage}.ckpt"
 
     pipe = EditYourMotionPipeline(load_components(model_params))
@@ -73,18 +77,23 @@ def train(case_dir: Path, params: dict, stage: str, previous: tuple[str, ...] = 
     skeleton_frames = read_frames(skeleton_dir)
     if len(skeleton_frames) != len(frames):
         raise InputError(f"{skeleton_dir}: {len(skeleton_frames)} skeleton images for {len(frames)} frames")
-    run = pipe.tuning(frames, skeletons=skeleton_frames, prompt=prompt, stage=stage, **p.model_dump())
+    window = params.get("window")  # a clip longer than window.frames: a window of it each step
+    run = pipe.tuning(frames, skeletons=skeleton_frames, prompt=prompt, stage=stage, window=window, **p.model_dump())
+    # a checkpoint resumes only the same run: settings, prompt, inputs, and the frames a step trains on
+    window_part = [run.window] if windowed(run) else []  # (none for a whole-clip run: older checkpoints still resume)
+    print_ = fingerprint(p.model_dump(), model_params.model_dump(), prompt, *inputs, *window_part)
     if run.groups != list(p.trainable):
         log.info("%s: motion attention is off, so it is not trained", stage)
     state = {"step": 0, "log": [], "seconds": 0.0}
     resumed = _resume(ckpt_dir, print_, run, state)
     steps = int(p.steps)
     log.info(
-        "%s: training %.2f M parameters (%s) for %d steps%s",
+        "%s: training %.2f M parameters (%s) for %d steps%s%s",
         stage,
         run.parameter_count / 1e6,
         ", ".join(run.groups),
         steps,
+        f", each on a window of {run.window} of the {len(frames)} frames" if windowed(run) else "",
         f", resuming after step {state['step']}" if resumed else "",
     )
     _loop(run, state, steps, ckpt_dir, print_)
@@ -96,6 +105,7 @@ def train(case_dir: Path, params: dict, stage: str, previous: tuple[str, ...] = 
         "final_loss": state["log"][-1][1] if state["log"] else None,
         "train_seconds": round(state["seconds"], 2),
         "resumed_after_step": resumed,
+        "window_frames": run.window,
         "prompt": prompt,
         "masked_frames": bool(p.masked),
         "warnings": prompt_warnings(pipe.components.base.tokenizer, [prompt]),

@@ -307,3 +307,57 @@ def test_the_gpu_table_runs_on_this_cpu_at_a_toy_size(tmp_path):
     assert [(r["frames"], r["checkpointing"]) for r in rows] == [(2, False), (2, True)]
     assert all(r["stages"][s]["seconds"] > 0 for r in rows for s in ("stage1", "stage2", "invert", "sample"))
     assert (tmp_path / "table.md").read_text().count("\n| 2 |") == 2
+
+
+@pytest.mark.parametrize("count,frames,overlap", [(20, 8, 3), (17, 16, 4), (40, 16, 0), (9, 4, 3), (8, 16, 4)])
+def test_windows_cover_every_frame_and_their_weights_sum_to_one(count, frames, overlap):
+    """Each frame lies in a window and its fused weights sum to one; a model that treats frames one by
+    one gives, in windows, what it gives on the whole clip; a clip within one window is one call."""
+    from eym_model.windows import Windowed, fusion_weights, window_starts
+
+    starts = window_starts(count, frames, overlap)
+    covered = torch.zeros(count)
+    for start in starts:
+        assert 0 <= start and start + min(frames, count) <= count
+        covered[start : start + frames] += 1
+    assert covered.min() >= 1 and starts[0] == 0
+    weights = fusion_weights(count, frames, overlap)
+    assert torch.allclose(weights.sum(dim=0), torch.ones(count, dtype=torch.float64), atol=1e-12)
+    for k, start in enumerate(starts):  # a window weighs exactly the frames it covers
+        inside = torch.zeros(count, dtype=torch.bool)
+        inside[start : start + frames] = True
+        assert (weights[k][inside] > 0).all() and (weights[k][~inside] == 0).all()
+
+    calls = []
+
+    def per_frame(x, t, text, skeletons, scale):  # no frame sees another
+        calls.append(x.shape[2])
+        return torch.sin(x) * scale + skeletons.mean(dim=(1, 3, 4))[:, None, :, None, None]
+
+    x, skeletons = torch.randn(1, 4, count, 3, 3), torch.rand(1, 3, count, 6, 6)
+    fused = Windowed(per_frame, frames, overlap)(x, 0, None, skeletons, 1.5)
+    assert len(calls) == len(starts) and max(calls) == min(frames, count)
+    assert torch.allclose(fused, per_frame(x, 0, None, skeletons, 1.5), atol=1e-6)
+
+
+def test_a_long_clip_is_inverted_and_sampled_in_windows(tiny_video_model):
+    """14 frames in windows of 6 sharing 2 (3 windows): DDIM inversion then sampling, both fused
+    at every step, still gives the clip back; a clip no longer than a window is the plain model's, bit for bit."""
+    from eym_model.windows import Windowed
+
+    base, model = tiny_video_model
+    with torch.no_grad():  # as in the reconstruction test above: a predictor as smooth as a trained one
+        model.unet.conv_out.weight.mul_(0.1)
+        model.unet.conv_out.bias.mul_(0.1)
+    latents, skeletons, _ = _inputs(base, seed=3, frames=14)
+    empty = encode_prompts(base.tokenizer, base.text_encoder, [""])
+    windowed = Windowed(model, 6, 2)
+    assert windowed.windows(14) == 3
+    noise = ddim_invert(windowed, latents, empty, base.scheduler_config, steps=50, skeletons=skeletons, progress=False)
+    again = ddim_sample(windowed, noise, empty, base.scheduler_config, steps=50, skeletons=skeletons, progress=False)
+    assert again.shape == latents.shape and (noise - latents).abs().mean() > 0.5 * latents.abs().mean()
+    assert (again - latents).abs().mean().item() < 0.02
+    short, short_skeletons, text = _inputs(base, frames=6)
+    plain = ddim_sample(model, short, text, base.scheduler_config, steps=3, skeletons=short_skeletons, progress=False)
+    one = ddim_sample(windowed, short, text, base.scheduler_config, steps=3, skeletons=short_skeletons, progress=False)
+    assert torch.equal(plain, one)

@@ -443,6 +443,29 @@ def test_eym_edit_runs_one_source_with_several_references_and_reuses_it_later(wo
     assert yaml.safe_load((source_dir(case) / "case.yaml").read_text())["source"].endswith("source.png")
 
 
+@pytest.mark.documents(
+    "eym-edit run --source me.mp4 --reference dance.mp4 --set frames.count=null --set frames.stride=1"
+)
+def test_a_whole_clip_is_tuned_inverted_and_sampled_in_windows(workspace):
+    """All 24 frames of a source (tiny settings, windows of 8 sharing 2): each tuning step on a window,
+    the inversion and the sampling in 4 fused windows; the edited video has every frame."""
+    from eym.media import read_video
+    from stages.common import source_dir
+
+    (workspace / "inputs" / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    command = [sys.executable, "-m", "flows.cli", "run", "--source", "inputs/p1/source.mp4", "--id", "whole"]
+    command += ["--reference", "inputs/p1/reference.mp4", "--set", "frames.count=null", "--set", "frames.stride=1"]
+    command += ["--params", "inputs/tiny.yaml", "--set", "window.frames=8", "--set", "window.overlap=2"]
+    out = subprocess.run(command, cwd=workspace, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    case = workspace / "data" / "cases" / "whole"
+    assert len(read_video(case / "sample" / "edited.mp4")) == 24
+    source = source_dir(case)
+    for stage in ("stage1", "stage2"):
+        assert json.loads((source / stage / "meta.json").read_text())["window_frames"] == 8
+        assert "each on a window of 8 of the 24 frames" in (source / "logs" / f"{stage}.log").read_text()
+
+
 def in_terminal(command: list[str], cwd: Path, env: dict) -> tuple[int, str]:
     """A command run in a pseudo-terminal, as a user types it: its exit code and everything it drew."""
     import pty

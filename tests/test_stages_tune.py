@@ -93,9 +93,10 @@ def test_inversion_and_sampling_outputs(edited_case):
 
 
 def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, preprocessed_128, tiny_models):
-    params = write_params(
-        tmp_path / "params.yaml", tiny_model_params(tiny_models, stage1={"steps": 24, "checkpoint_every": 4})
-    )
+    """A long clip's tuning (each step on a window of 4 of its 8 frames) killed after a checkpoint resumes
+    to the uninterrupted run's weights and losses."""
+    settings = tiny_model_params(tiny_models, stage1={"steps": 24, "checkpoint_every": 4})
+    params = write_params(tmp_path / "params.yaml", {**settings, "window": {"frames": 4, "overlap": 1}})
     straight = _copy(preprocessed_128, tmp_path, "straight")  # from the command line too, so that every run
     proc = _cli("stage1", straight, params)  # here has the same process settings (torch's threads)
     _, err = proc.communicate(timeout=300)
@@ -118,7 +119,8 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, preprocessed_1
     proc = _cli("stage1", killed, params)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
-    assert "resuming after step" in err
+    assert "resuming after step" in err and "each on a window of 4 of the 8 frames" in err
+    assert json.loads((straight / "stage1" / "meta.json").read_text())["window_frames"] == 4
     assert not checkpoint.parent.exists()
     a, b = load_file(straight / "stage1" / WEIGHTS), load_file(killed / "stage1" / WEIGHTS)
     assert a.keys() == b.keys()
