@@ -132,11 +132,14 @@ def test_reliability_injects_faults_and_tabulates_what_the_user_sees():
 @pytest.mark.documents(
     ".venv/bin/python benchmarks/full_size_model.py --out build/sd15-random",
     ".venv/bin/python benchmarks/real_scale.py --frames 8 --out reports/real-scale",
+    "for n in 32 64 96; do .venv/bin/python benchmarks/real_scale.py --models eym-mini --size 128 --frames $n "
+    "--tuning-steps 2 --ddim-steps 3 --out reports/long-clips/frames-$n; done",
 )
 def test_the_real_scale_models_are_written_and_the_whole_pipeline_measured(tmp_path, tiny_models):
     """full_size_model.py writes SD 1.5 and ControlNet-OpenPose at their real size (fp16, 2.7 GB) as
     diffusers folders; real_scale.py runs eym-edit through all the stages and tabulates each stage's
-    time and memory from its log, here with the tiny models in place of the full-size ones."""
+    time and memory from its log, here with the tiny models in place of the full-size ones (and windows
+    shorter than the clip, as the long-clip measurement has)."""
     bench("full_size_model.py", "--out", str(tmp_path / "sd15"))
     written = {str(p.relative_to(tmp_path / "sd15")): p.stat().st_size for p in (tmp_path / "sd15").rglob("*")}
     for part in (
@@ -151,6 +154,7 @@ def test_the_real_scale_models_are_written_and_the_whole_pipeline_measured(tmp_p
     models = tiny_models[0].parent
     small = ("--models", str(models), "--size", "64", "--frames", "8", "--tuning-steps", "1", "--ddim-steps", "2")
     tiny_model = ("model.motion_attention_dim=16", "model.motion_attention_heads=2", "model.temporal_head_dim=8")
+    tiny_model += ("window.frames=6", "window.overlap=2")  # a long clip's path: 8 frames in 2 windows
     bench("real_scale.py", *small, *(a for s in tiny_model for a in ("--set", s)), "--out", str(tmp_path / "report"))
     figures = json.loads((tmp_path / "report" / "stages.json").read_text())
     assert figures["exit"] == 0 and set(figures["stages"]) >= {"stage1", "stage2", "invert", "sample", "evaluate"}
