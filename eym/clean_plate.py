@@ -13,6 +13,8 @@ import warnings
 import cv2
 import numpy as np
 
+from .edit_region import read_region, smoothstep
+
 PLATE_FRAMES = 64  # frames the median looks at, evenly spaced: memory stays flat for long clips
 
 
@@ -53,14 +55,14 @@ def plate_weight(region: np.ndarray, target: np.ndarray, shown: np.ndarray, fade
     where it does not, so the plate and the edit meet without an edge)."""
     inside = cv2.distanceTransform(shown.astype(np.uint8), cv2.DIST_L2, 5)  # pixels to the nearest unshown one
     ramp = np.clip(inside / max(fade, 1e-6), 0.0, 1.0)
-    return (region * (1.0 - target) * (ramp * ramp * (3 - 2 * ramp))[None]).astype(np.float32)
+    return (region * (1.0 - target) * smoothstep(ramp)[None]).astype(np.float32)
 
 
 def read_plate(offset_folder) -> tuple[np.ndarray, np.ndarray]:
     """The plate and its weights as the offset stage writes them (``plate.png``, ``plate_weight/``)."""
     from pathlib import Path
 
-    from .media import read_frames, read_image
+    from .media import read_image
 
     folder = Path(offset_folder)
-    return read_image(folder / "plate.png"), read_frames(folder / "plate_weight")[..., 0].astype(np.float32) / 255.0
+    return read_image(folder / "plate.png"), read_region(folder / "plate_weight")

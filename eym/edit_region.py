@@ -73,6 +73,11 @@ def people(source_masks, aligned, source_keypoints, limb_width: float, min_confi
     return size, source_masks | source, target
 
 
+def smoothstep(ramp: np.ndarray) -> np.ndarray:
+    """0 to 1 with no visible edge where a linear ramp starts or ends."""
+    return ramp * ramp * (3 - 2 * ramp)
+
+
 def feathered(core: np.ndarray, size: float, margin: float, feather: float) -> np.ndarray:
     """Float32 (frames, H, W): 1 on ``core`` grown by ``margin × size``, falling to 0 over ``feather × size``."""
     grow, fade = margin * size, max(feather * size, 1e-6)
@@ -82,7 +87,7 @@ def feathered(core: np.ndarray, size: float, margin: float, feather: float) -> n
             continue
         outside = cv2.distanceTransform(1 - frame, cv2.DIST_L2, 5)  # pixels to the nearest region pixel
         ramp = np.clip(1.0 - (outside - grow) / fade, 0.0, 1.0)
-        out[i] = ramp * ramp * (3 - 2 * ramp)  # smoothstep: no visible edge where the fade starts
+        out[i] = smoothstep(ramp)
     return out
 
 

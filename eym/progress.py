@@ -19,9 +19,10 @@ WRITE_EVERY = 0.5  # seconds between two writes of the progress file
 def read_progress(path) -> dict | None:
     """A stage's progress file as a dict (None while there is none, or half-written on a foreign filesystem)."""
     import json
+    from pathlib import Path
 
     try:
-        return json.loads(open(path).read())
+        return json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
 

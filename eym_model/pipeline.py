@@ -88,7 +88,7 @@ class TuningRun:
         # drawn from the stage's own generator (so a resumed run draws the same ones)
         self.window = min(window, len(frames))
         self.skeletons = skeleton_tensor(skeletons)
-        if self.window == len(frames):  # the whole clip at every step: on the device once
+        if not self.windowed:  # the whole clip at every step: on the device once
             self.skeletons = self.skeletons.to(device, components.dtype)
         self.noise_scheduler = DDPMScheduler.from_config(components.base.scheduler_config)
         self.optimizer = make_optimizer(
@@ -104,6 +104,11 @@ class TuningRun:
         self.steps_done = 0  # a caller that resumes from a checkpoint sets it
 
     @property
+    def windowed(self) -> bool:
+        """Whether each step trains on a window of the clip (a clip longer than window.frames)."""
+        return self.window < self.posterior[0].shape[2]
+
+    @property
     def parameter_count(self) -> int:
         return sum(t.numel() for t in self.trainable.values())
 
@@ -112,7 +117,7 @@ class TuningRun:
         c = self.components
         mean, std = self.posterior
         skeletons = self.skeletons
-        if self.window < mean.shape[2]:
+        if self.windowed:
             start = int(
                 torch.randint(0, mean.shape[2] - self.window + 1, (1,), generator=self.generator, device=c.device)
             )

@@ -52,6 +52,7 @@ class Windowed:
         if not 0 <= overlap < frames:
             raise ValueError(f"window.overlap must be at least 0 and less than window.frames ({frames}), not {overlap}")
         self.model, self.frames, self.overlap = model, frames, overlap
+        self.plans: dict[int, tuple[list[int], torch.Tensor]] = {}  # clip length -> starts, weights (every step)
 
     def windows(self, count: int) -> int:
         return len(window_starts(count, self.frames, self.overlap))
@@ -60,9 +61,12 @@ class Windowed:
         count = x.shape[2]
         if count <= self.frames:  # one window: the model itself, bit for bit
             return self.model(x, t, text, skeletons, conditioning_scale)
-        weights = fusion_weights(count, self.frames, self.overlap).to(x.device, torch.float32)
+        if count not in self.plans:
+            weights = fusion_weights(count, self.frames, self.overlap)
+            self.plans[count] = window_starts(count, self.frames, self.overlap), weights.to(x.device, torch.float32)
+        starts, weights = self.plans[count]
         fused, dtype = torch.zeros(x.shape, device=x.device, dtype=torch.float32), x.dtype
-        for k, start in enumerate(window_starts(count, self.frames, self.overlap)):
+        for k, start in enumerate(starts):
             part = slice(start, start + self.frames)
             cond = None if skeletons is None else skeletons[:, :, part]
             eps = self.model(x[:, :, part], t, text, cond, conditioning_scale)

@@ -77,10 +77,11 @@ def keep_maps(frames, masks, source, aligned, r, threshold: float, info: dict):
     occupied = feathered(source_core, size, r.margin, r.feather) > 0  # the source person with its feather
     plate, shown = clean_plate(frames, occupied)
     motion = background_motion(frames, occupied)
-    weight = plate_weight(region, feathered(target_core, size, r.margin, r.feather), shown, r.feather * size)
+    target = feathered(target_core, size, r.margin, r.feather)
+    weight = plate_weight(region, target, shown, r.feather * size)
     if motion > r.max_motion:
         weight[:] = 0.0
-    vacated = (region > 0.5) & occupied & ~(feathered(target_core, size, r.margin, 0) > 0)
+    vacated = (region > 0.5) & occupied & (target < 1)  # 1: the target's place grown by the margin
     info.update(
         region_area=float(region.mean()),
         background_motion=round(motion, 3),

@@ -97,7 +97,8 @@ def source_trajectory(source_folder: Path) -> dict[int, torch.Tensor]:
         timesteps = json.loads(f.metadata()["timesteps"])
         stacked = f.get_tensor("latents")
     trajectory = dict(zip(timesteps, stacked))
-    trajectory[-1] = load_file(str(source_folder / INVERSION / LATENTS))["source_latents"]
+    with safe_open(str(source_folder / INVERSION / LATENTS), "pt") as f:  # the clean latents only (not the noise)
+        trajectory[-1] = f.get_tensor("source_latents")
     return trajectory
 
 

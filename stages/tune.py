@@ -38,11 +38,6 @@ LOSS_LOG, META = "loss.tsv", "meta.json"
 SAVE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def windowed(run) -> bool:
-    """Whether each step trains on a window of the clip (a clip longer than window.frames)."""
-    return run.window < run.posterior[0].shape[2]
-
-
 def fingerprint(*parts) -> str:
     digest = hashlib.sha256()
     for part in parts:
@@ -80,7 +75,7 @@ def train(case_dir: Path, params: dict, stage: str, previous: tuple[str, ...] = 
     window = params.get("window")  # a clip longer than window.frames: a window of it each step
     run = pipe.tuning(frames, skeletons=skeleton_frames, prompt=prompt, stage=stage, window=window, **p.model_dump())
     # a checkpoint resumes only the same run: settings, prompt, inputs, and the frames a step trains on
-    window_part = [run.window] if windowed(run) else []  # (none for a whole-clip run: older checkpoints still resume)
+    window_part = [run.window] if run.windowed else []  # (none for a whole-clip run: older checkpoints still resume)
     print_ = fingerprint(p.model_dump(), model_params.model_dump(), prompt, *inputs, *window_part)
     if run.groups != list(p.trainable):
         log.info("%s: motion attention is off, so it is not trained", stage)
@@ -93,7 +88,7 @@ def train(case_dir: Path, params: dict, stage: str, previous: tuple[str, ...] = 
         run.parameter_count / 1e6,
         ", ".join(run.groups),
         steps,
-        f", each on a window of {run.window} of the {len(frames)} frames" if windowed(run) else "",
+        f", each on a window of {run.window} of the {len(frames)} frames" if run.windowed else "",
         f", resuming after step {state['step']}" if resumed else "",
     )
     _loop(run, state, steps, ckpt_dir, print_)
