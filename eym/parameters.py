@@ -92,7 +92,8 @@ def check_layers(layers: list[tuple[str, dict]], merged: dict) -> dict:
                 if error["type"] == "missing":
                     problems.append(f"parameter '{key}' is missing{origin}")
                 else:
-                    problems.append(f"parameter '{key}' = {value!r}{origin}: {error['msg'].lower()}")
+                    reason = error["msg"].removeprefix("Value error, ").lower()  # a validator's own words
+                    problems.append(f"parameter '{key}' = {value!r}{origin}: {reason}")
     if problems:
         raise ParameterError(problems)
     return merged

@@ -70,9 +70,7 @@ class Verdict(Section):
     min_scale: float = Field(0.2, gt=0.0, description="smallest plausible source/reference size ratio")
     max_scale: float = Field(5.0, gt=0.0, description="largest plausible source/reference size ratio")
     min_inside_fraction: float = Field(0.5, ge=0.0, le=1.0, description="share of joints that must stay in frame")
-    warn_inside_fraction: float = Field(
-        0.9, ge=0.0, le=1.0, description="below it a good verdict warns and names the joints that leave the frame"
-    )
+    warn_inside_fraction: float = Field(0.9, ge=0.0, le=1.0, description="below it a good verdict names joints out")
 
 
 class Region(Section):
@@ -84,9 +82,7 @@ class Region(Section):
 
 class Offset(Section):
     retarget: Literal["bones", "scale", "none"] = Field("bones", description="bones (lengths kept) | scale | none")
-    anchor: Literal["auto", "feet", "mid_hip", "neck", "shoulder_centre"] = Field(
-        "auto", description="the point put on the source's; auto: the first of feet, mid_hip, neck, shoulders found"
-    )
+    anchor: Literal["auto", "feet", "mid_hip", "neck", "shoulder_centre"] = Field("auto", description="auto: 1st found")
     mode: Literal["video", "frame"] = Field("video", description="one translation, or one per frame")
     min_confidence: float = Field(0.3, ge=0.0, le=1.0, description="joints below it are dropped")
     min_visible_fraction: float = Field(0.25, ge=0.0, le=1.0, description="a segment counts when seen this often")
@@ -189,6 +185,13 @@ class Window(Section):
     frames: int = Field(16, ge=1, description="frames the model sees at once; longer clips go in overlapping windows")
     overlap: int = Field(4, ge=0, description="frames two neighbouring windows share, their predictions fused")
 
+    @field_validator("overlap")
+    @classmethod
+    def _fewer_than_frames(cls, value: int, info):
+        if "frames" in info.data and value >= info.data["frames"]:
+            raise ValueError(f"must be less than window.frames ({info.data['frames']})")
+        return value
+
 
 class Sampling(Section):
     start: Literal["inverted", "noise", "source"] = Field(
@@ -218,9 +221,7 @@ class Evaluation(Section):
     allow_download: bool = Field(False, description="let the hub download metric networks")
     pose_backend: Literal["mediapipe", "openpose", "dwpose"] = Field("mediapipe", description="for pose PCK")
     pck_alpha: float = Field(0.1, gt=0.0, le=1.0, description="PCK threshold as a share of the person's size")
-    pose_margin: float = Field(
-        0.1, ge=0.0, le=1.0, description="MediaPipe's border when it re-detects the edit, share of the frame's side"
-    )
+    pose_margin: float = Field(0.1, ge=0.0, le=1.0, description="MediaPipe's border re-detecting the edit, of a side")
     fvd_model: Optional[str] = Field(None, description="StyleGAN-V's i3d_torchscript.pt (batch-level FVD)")
     fid_vid_model: Optional[str] = Field(None, description="a 3D ResNet-50 TorchScript for FID-VID")
     video_min_frames: int = Field(10, ge=1, description="shortest clip the video networks take")
@@ -315,9 +316,7 @@ class MiniExport(Section):
     eval_conditioning_scale: float = Field(1.5, ge=0.0, description="ControlNet scale of the check (as sampling's)")
     eval_seed: int = Field(0, description="noise seed of the check")
     detect_size: int = Field(256, ge=8, description="frames are upscaled to this before MediaPipe")
-    detect_margin: float = Field(
-        0.25, ge=0.0, le=1.0, description="border added on each side before MediaPipe, share of the frame's side"
-    )
+    detect_margin: float = Field(0.25, ge=0.0, le=1.0, description="border added before MediaPipe, of a side")
 
 
 class EymMini(Section):

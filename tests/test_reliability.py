@@ -176,6 +176,7 @@ def test_a_second_eym_edit_on_a_running_case_says_who_holds_it(workspace):
         (["--set", "stage1.steps=abc"], "parameter 'stage1.steps' = 'abc' (from --set)"),
         (["--set", "model.spatial_attention=bogus"], "'rca', 'frame', 'sparse_causal' or 'full'"),
         (["--set", "frames.count=-1"], "parameter 'frames.count' = -1 (from --set): input should be greater"),
+        (["--set", "window.overlap=16"], "'window.overlap' = 16 (from --set): must be less than window.frames (16)"),
         (["--set", "model.base=/nonexistent"], "base model: folder /nonexistent does not exist"),
         (["--set", "sampling.steps=3"], "'sampling.steps' = 3 (from --set) must equal 'inversion.steps' = 2 (from"),
         (["--pose-backend", "openpose", "--annotator", "/no/annotator"], "OpenPose annotator '/no/annotator'"),
