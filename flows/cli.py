@@ -6,6 +6,7 @@
     eym-edit batch data/benchmark/manifest.yaml --report reports/benchmark           # many
     eym-edit case data/cases/puppet-000                                              # rerun a case
     eym-edit serve                                                                   # deployments
+    eym-edit ui                                                                      # the web app
 
 Run it inside the project repository (the DVC workspace). Each edit becomes a case folder under
 ``data/cases/<id>`` with its own ``dvc.yaml``; the same Prefect flow then runs its nine stages, and
@@ -23,6 +24,7 @@ from .new_cases import create_cases_from
 from .overrides import absolute_paths, override_layers, overrides_from
 from .plan import add_budget_option, add_plan_parser, parse_budget
 from .preview import cmd_preview
+from .ui import add_ui_parser
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
@@ -272,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (run, preview, batch):
         add_budget_option(p)
     add_plan_parser(sub, parameter_options)
+    add_ui_parser(sub, parameter_options)
     for p in (run, case, batch):
         p.add_argument("-v", "--verbose", action="store_true", help="every stage's log lines, as Prefect logs them")
         p.add_argument("--retries", type=int, default=0, help="retries of a failed stage (default 0)")

@@ -25,6 +25,8 @@ STACK = [
     "skimage",
     "yaml",
     "tqdm",
+    "gradio",
+    "gradio_client",
 ]
 
 
