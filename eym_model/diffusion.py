@@ -106,6 +106,12 @@ def _predict(model, latents, t, text, skeletons, conditioning_scale, guidance_sc
     return eps_uncond + guidance_scale * (eps_text - eps_uncond)
 
 
+def loop_name(task: str, model, latents: torch.Tensor) -> str:
+    """A DDIM loop's name in its progress and log; a long clip's says how many windows each step predicts."""
+    windows = model.windows(latents.shape[2]) if hasattr(model, "windows") else 1
+    return f"{task} in {windows} windows" if windows > 1 else task
+
+
 @torch.no_grad()
 def ddim_invert(
     model,
@@ -126,7 +132,8 @@ def ddim_invert(
     scheduler = DDIMInverseScheduler.from_config(scheduler_config)
     scheduler.set_timesteps(steps, device=latents.device)
     x = latents
-    for t in track(scheduler.timesteps, len(scheduler.timesteps), "DDIM inversion", enabled=progress):
+    name = loop_name("DDIM inversion", model, latents)
+    for t in track(scheduler.timesteps, len(scheduler.timesteps), name, enabled=progress):
         eps = model(x, t, text, skeletons, conditioning_scale)
         x = scheduler.step(eps, t, x).prev_sample
         if on_step is not None:
@@ -160,7 +167,8 @@ def ddim_sample(
     scheduler.set_timesteps(steps, device=noise.device)
     x = noise
     timesteps = [int(t) for t in scheduler.timesteps] + [-1]
-    for i, t in enumerate(track(scheduler.timesteps, len(scheduler.timesteps), "DDIM sampling", enabled=progress)):
+    name = loop_name("DDIM sampling", model, noise)
+    for i, t in enumerate(track(scheduler.timesteps, len(scheduler.timesteps), name, enabled=progress)):
         eps = _predict(model, x, t, text, skeletons, conditioning_scale, guidance_scale, uncond)
         x = scheduler.step(eps, t, x, eta=eta, generator=generator).prev_sample
         if on_step is not None:

@@ -21,6 +21,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from eym.atomic import atomic_path
 from eym.errors import InputError
 from eym.progress import read_progress
 
@@ -48,10 +49,8 @@ def store_upload(workspace: Path, path: str | Path | None, kind: str) -> Path | 
     stem = re.sub(r"[^A-Za-z0-9_-]+", "-", path.stem).strip("-")[:60] or kind.replace(" ", "-")
     target = workspace / UPLOADS / digest.hexdigest()[:16] / f"{stem}{suffix}"
     if not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.partial")
-        shutil.copyfile(path, partial)
-        os.replace(partial, target)
+        with atomic_path(target) as partial:  # a temporary name of its own: two tabs may upload it at once
+            shutil.copyfile(path, partial)
     return target
 
 
@@ -77,7 +76,8 @@ class EditRequest:
     def arguments(self, command: str, options: list[str]) -> list[str]:
         """eym-edit's arguments: ``options`` (the app's --params and --set) first, the form's settings last."""
         args = [command, "--source", str(self.source), "--reference", str(self.reference), "--id", self.case_id()]
-        args += ["--prompt", self.prompt] + (["--source-prompt", self.source_prompt] if self.source_prompt else [])
+        # --key=value: a prompt that starts with "-" stays a value, never an option
+        args += [f"--prompt={self.prompt}"] + ([f"--source-prompt={self.source_prompt}"] if self.source_prompt else [])
         if self.ground_truth is not None and command == "run":
             args += ["--ground-truth", str(self.ground_truth)]
         args += options

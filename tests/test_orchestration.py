@@ -464,6 +464,9 @@ def test_a_whole_clip_is_tuned_inverted_and_sampled_in_windows(workspace):
     for stage in ("stage1", "stage2"):
         assert json.loads((source / stage / "meta.json").read_text())["window_frames"] == 8
         assert "each on a window of 8 of the 24 frames" in (source / "logs" / f"{stage}.log").read_text()
+    progress = json.loads((case / "logs" / "sample.progress.json").read_text())  # what the bars show
+    assert progress["task"] == "DDIM sampling in 4 windows" and progress["step"] == progress["total"]
+    assert re.search(r"whole sample: ran in [\d.]+ s, \d+ steps", out.stdout), out.stdout
 
 
 def in_terminal(command: list[str], cwd: Path, env: dict) -> tuple[int, str]:

@@ -107,16 +107,32 @@ def test_the_api_previews_a_photograph_and_edits(app, tmp_path):
     url, workspace = app
     photo = tmp_path / "astronaut.png"
     iio.imwrite(photo, skimage.data.astronaut())
-    reference = workspace / "inputs" / "p0" / "reference.mp4"
-    client = Client(url, verbose=False)
-    verdict, picture = client.predict(
-        handle_file(photo), handle_file(reference), None, "an astronaut waving", "", 128, 8, 2, 1.0, 1.5,
-        api_name="/preview",
-    )  # fmt: skip
-    assert "verdict: good" in verdict and "anchor neck" in verdict, verdict  # an upper body: anchored at the neck
-    assert iio.imread(picture).shape[1] > 4 * 100  # four panels per row
-
     example = workspace / "data" / "ui" / "examples" / "walk-to-arms-raise"  # the browser test's edit, if it ran
+    references = [workspace / "inputs" / "p0" / "reference.mp4", example / "reference.mp4"]
+    client = Client(url, verbose=False)
+    previews = [  # two at once, as from two tabs: they share the photograph's prepared source
+        client.submit(
+            handle_file(photo),
+            handle_file(reference),
+            None,
+            "an astronaut waving",
+            "",
+            128,
+            8,
+            2,
+            1.0,
+            1.5,
+            api_name="/preview",
+        )  # fmt: skip
+        for reference in references
+    ]
+    for job in previews:
+        verdict, picture = job.result(timeout=300)
+        assert "verdict: good" in verdict and "anchor neck" in verdict, verdict  # an upper body: at the neck
+        assert iio.imread(picture).shape[1] > 4 * 100  # four panels per row
+    rows = yaml.safe_load((workspace / "data" / "manifest.yaml").read_text())["cases"]
+    assert len({row["id"] for row in rows if row["source"].endswith("astronaut.png")}) == 2  # both rows kept
+
     info = json.loads((example / "case.json").read_text())
     status, stages, video, metrics, link, gallery = client.predict(
         *[handle_file(example / name) for name in ("source.mp4", "reference.mp4", "gt/edit.mp4")],
