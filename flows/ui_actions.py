@@ -99,7 +99,7 @@ class App:
             status = "Cancelled: nothing is lost (a tuning stage saved its checkpoint): press **Edit** to resume."
         elif code != 0:
             reasons = [line for line in job.lines if line.startswith("eym-edit")]
-            status = f"Failed: {' '.join(reasons[-2:]) or job.lines[-1:]}"
+            status = "Failed: " + (" ".join(reasons[-2:]) or (job.lines[-1] if job.lines else f"exit {code}"))
         else:
             status = f"Done in {seconds:.0f} s. Case folder: `{case}`"
         status = "\n\n".join([status, *reused])
@@ -154,8 +154,8 @@ def _raise_bad_input(job: Job) -> None:
     if job.proc.returncode == 2:
         import gradio as gr
 
-        message = [line for line in job.lines if line.startswith("eym-edit")] or job.lines[-3:]
-        raise gr.Error("\n".join(message))
+        first = next((k for k, line in enumerate(job.lines) if line.startswith("eym-edit")), len(job.lines) - 3)
+        raise gr.Error("\n".join(job.lines[max(0, first) :]))  # its message, with the lines that detail it
 
 
 def stage_table(job: Job) -> str:

@@ -145,6 +145,10 @@ def test_the_api_previews_a_photograph_and_edits(app, tmp_path):
     case = next(p for p in (workspace / "data" / "cases").iterdir() if p.name in status)
     assert json.loads((case / "eval" / "metrics.json").read_text())["psnr"] == pytest.approx(values["psnr"], abs=1e-3)
 
+    with pytest.raises(Exception, match="'frames.width' = 100 .*must be a positive multiple of 8"):
+        client.predict(
+            handle_file(photo), handle_file(references[0]), None, "", "", 100, 8, 2, 1.0, 1.5, api_name="/preview"
+        )  # the form's settings meet the command line's parameter checks
     with pytest.raises(Exception, match="reference: notes.txt is not one of"):
         (tmp_path / "notes.txt").write_text("a reference")
         client.predict(
