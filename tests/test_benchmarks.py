@@ -130,6 +130,33 @@ def test_reliability_injects_faults_and_tabulates_what_the_user_sees():
 
 
 @pytest.mark.documents(
+    ".venv/bin/python benchmarks/long_clips.py --cases 6 --frames 48 --steps 30 --out reports/long-clips-quality"
+)
+def test_long_clips_compares_fused_windows_with_hard_cuts_and_one_window(tmp_path):
+    """One 20-frame puppet edit (windows of 8 sharing 2), eym-mini with 1 tuning and 2 DDIM steps: the
+    three variants finish; seams are counted where the windows covering a frame change (none in one
+    window); every frame pair is in pairs.csv; seams.mp4 shows fused | hard cuts | truth."""
+    from eym.media import read_video
+
+    out = bench(
+        "long_clips.py", "--first", "1", "--cases", "1", "--frames", "20", "--steps", "1", "--ddim-steps", "2",
+        "--set", "window.frames=8", "--set", "window.overlap=2", "--out", str(tmp_path),
+    )  # fmt: skip
+    assert "3 edits (0 failed)" in out, out[-3000:]
+    rows = {row[0]: row[1:] for row in table_rows((tmp_path / "table.md").read_text())[1:]}
+    assert rows["fused"][:2] == ["1", "20"] and rows["one_window"][:2] == ["1", "8"], rows
+    assert re.fullmatch(r"\d+\.\d\d", rows["fused"][-1]) and rows["one_window"][-1] == "no seams", rows
+    pairs = (tmp_path / "pairs.csv").read_text().splitlines()
+    seams = [line for line in pairs[1:] if line.endswith(",1")]
+    assert len(pairs) == 1 + 19 + 19 + 7 and {line.split(",")[1] for line in seams} == {"fused", "hard_cuts"}
+    # windows of 8 sharing 2 start at 0, 6, 12 (the windows change at 5|6, 7|8, 11|12, 13|14); side by side
+    # (overlap 0) at 0, 8, 12, the last one ending at the clip's end (7|8, 11|12, 15|16)
+    assert [int(line.split(",")[2]) for line in seams if ",fused," in line] == [5, 7, 11, 13]
+    assert [int(line.split(",")[2]) for line in seams if ",hard_cuts," in line] == [7, 11, 15]
+    assert read_video(tmp_path / "seams.mp4").shape[:3] == (20, 128, 3 * 128)
+
+
+@pytest.mark.documents(
     ".venv/bin/python benchmarks/full_size_model.py --out build/sd15-random",
     ".venv/bin/python benchmarks/real_scale.py --frames 8 --out reports/real-scale",
     "for n in 32 64 96; do .venv/bin/python benchmarks/real_scale.py --models eym-mini --size 128 --frames $n "
