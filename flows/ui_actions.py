@@ -12,7 +12,7 @@ from eym.parameters import read_layer
 
 from .ui_jobs import EditRequest, Job, finished_edits, store_upload
 
-# The few parameters that matter, as the form shows them: label, parameter keys it sets, default's key.
+# The few parameters that matter, as the form shows them: its label, the parameter keys it sets.
 SETTINGS = (
     ("size (px)", ("frames.width", "frames.height")),
     ("frames (0: the whole clip)", ("frames.count",)),
