@@ -13,8 +13,6 @@ import os
 import signal
 from pathlib import Path
 
-from .ui_actions import App
-
 
 def cmd_ui(args) -> int:
     """Start the app on ``args.host:args.port`` in the workspace; Ctrl-C stops it."""
@@ -23,6 +21,8 @@ def cmd_ui(args) -> int:
     from flows.cli import fail
     from flows.overrides import absolute_paths, override_layers
     from flows.stage_task import repo_root
+
+    from .ui_actions import App  # here: eym-edit's other commands start without the app's imports
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # offline: no telemetry calls
     try:
