@@ -132,11 +132,6 @@ class Job:
             self.cancelled = True
             os.kill(self.proc.pid, signal.SIGINT)
 
-    def value(self, label: str) -> str | None:
-        """What the last line starting ``label`` says after it (e.g. "verdict:")."""
-        found = [line.strip()[len(label) :].strip() for line in self.lines if line.strip().startswith(label)]
-        return found[-1] if found else None
-
     def stages(self) -> list[dict]:
         """A row per stage seen so far: folder, stage, status (running, ran, up to date, failed) and what
         it says; a running stage's steps, loss and time left come from its progress file."""
