@@ -127,7 +127,8 @@ def model_folders(overrides: dict, repo: Path = REPO) -> list[Path]:
     return folders
 
 
-def _file_digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's content, read in blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -151,7 +152,7 @@ def source_id(case: Case) -> str:
     """The id of a row's source: its file's name, and a digest of its content and tuning settings."""
     stem = _source_stem(case)
     digest = hashlib.sha256(
-        json.dumps([_file_digest(case.source), source_overrides(case)], sort_keys=True, default=str).encode()
+        json.dumps([file_digest(case.source), source_overrides(case)], sort_keys=True, default=str).encode()
     ).hexdigest()[:10]
     return f"{stem}-{digest}"
 
@@ -182,7 +183,7 @@ def create_prepared(case: Case, cases_root: Path, repo: Path = REPO) -> Path:
     """Write (or refresh) the prepared source of a manifest row (frames, segment, pose); returns it."""
     overrides = {k: v for k, v in case.params.items() if k in PREPARATION_SECTIONS}
     digest = hashlib.sha256(
-        json.dumps(["prepared", _file_digest(case.source), overrides], sort_keys=True, default=str).encode()
+        json.dumps(["prepared", file_digest(case.source), overrides], sort_keys=True, default=str).encode()
     ).hexdigest()[:10]
     folder = sources_root(cases_root) / f"{_source_stem(case)}-prepared-{digest}"
     return _write_source_folder(folder, case, PREPARATION_STAGES, overrides, repo)

@@ -105,6 +105,13 @@ def loss_of(state: dict | None) -> str:
     return f", loss {state['loss']}" if state and state.get("loss") else ""
 
 
+def progress_note(state: dict, running: bool = True) -> str:
+    """A loop's progress in words: "stage1 tuning 57/200, loss 0.1234, 2 s left" (no time left once ended)."""
+    left = state.get("seconds_left")
+    eta = f", {left:.0f} s left" if running and left is not None else ""
+    return f"{state['task']} {state['step']}/{state['total']}{loss_of(state)}{eta}"
+
+
 def plain_line(row: StageRow) -> str:
     if row.status == "cached":
         return f"{row.folder} {row.stage}: up to date"
@@ -120,9 +127,7 @@ def rich_cells(row: StageRow) -> tuple:
     state = read_progress(row.progress_file) if row.status == "running" else row.last
     if state and state.get("total"):
         bar = ProgressBar(total=state["total"], completed=state["step"], width=30)
-        left = state.get("seconds_left")
-        eta = f", {left:.0f} s left" if row.status == "running" and left is not None else ""
-        note = f"{state['task']} {state['step']}/{state['total']}{loss_of(state)}{eta}"
+        note = progress_note(state, row.status == "running")
     else:
         bar, note = ProgressBar(total=1, completed=0 if row.status == "running" else 1, width=30), ""
     if row.status == "running":

@@ -25,6 +25,9 @@ from eym.atomic import atomic_path
 from eym.errors import InputError
 from eym.progress import read_progress
 
+from .cases import file_digest
+from .console import progress_note
+
 VIDEO = (".mp4", ".mov", ".avi", ".webm", ".mkv", ".gif")
 IMAGE = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 KINDS = {"source": VIDEO + IMAGE, "reference": VIDEO + (".parquet",), "ground truth": VIDEO}
@@ -42,12 +45,8 @@ def store_upload(workspace: Path, path: str | Path | None, kind: str) -> Path | 
     suffix = path.suffix.lower()
     if suffix not in KINDS[kind]:
         raise InputError(f"{kind}: {path.name} is not one of {', '.join(KINDS[kind])}")
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
     stem = re.sub(r"[^A-Za-z0-9_-]+", "-", path.stem).strip("-")[:60] or kind.replace(" ", "-")
-    target = workspace / UPLOADS / digest.hexdigest()[:16] / f"{stem}{suffix}"
+    target = workspace / UPLOADS / file_digest(path)[:16] / f"{stem}{suffix}"
     if not target.is_file():
         with atomic_path(target) as partial:  # a temporary name of its own: two tabs may upload it at once
             shutil.copyfile(path, partial)
@@ -172,12 +171,6 @@ def stop_live_jobs() -> None:
             job.proc.wait(70)  # eym-edit's own grace for a checkpoint is 60 s
         except subprocess.TimeoutExpired:
             os.killpg(job.proc.pid, signal.SIGKILL)
-
-
-def progress_note(state: dict) -> str:
-    loss = f", loss {state['loss']}" if state.get("loss") else ""
-    left = state.get("seconds_left")
-    return f"{state['task']} {state['step']}/{state['total']}{loss}" + (f", {left:.0f} s left" if left else "")
 
 
 def finished_edits(workspace: Path, manifest: Path | None = None) -> list[dict]:
