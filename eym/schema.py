@@ -37,6 +37,7 @@ class Frames(Section):
     stride: int = Field(2, ge=1, description="take every Nth frame (Tune-A-Video's sample_frame_rate)")
     fps: Optional[float] = Field(None, gt=0, description="or sample at this frame rate instead of a stride")
     start: int = Field(0, ge=0, description="first frame index")
+    reference_timing: Literal["rate", "stretch"] = Field("rate", description="the source's frame rate or stretched")
     width: int = Field(128, description="resize to cover, then centre-crop (multiples of 8)")
     height: int = Field(128, description="as width")
 

@@ -92,9 +92,19 @@ def alternatives(params: dict, frames: int, device: str) -> list[tuple[str, dict
         eight = {"use_8bit_adam": True}
         options.append(("stage1.use_8bit_adam=true stage2.use_8bit_adam=true", {"stage1": eight, "stage2": eight}))
     found = [(text, deep_merge(params, change), frames) for text, change in options]
-    for fewer in (frames * 3 // 4, frames // 2, frames // 4):
-        if 2 <= fewer < frames:
+    window = params.get("window") or {"frames": 16, "overlap": 4}
+    seen = min(frames, int(window["frames"]))  # a clip longer than a window is run a window at a time
+    for fewer in (seen * 3 // 4, seen // 2, seen // 4):
+        if not 2 <= fewer < seen:
+            continue
+        if frames <= window["frames"]:
             found.append((f"frames.count={fewer}", params, fewer))
+            continue
+        # the same share of each window overlapping, so the time stays about the same
+        overlap = min(fewer - 1, round(int(window["overlap"]) * fewer / int(window["frames"])))
+        text = f"window.frames={fewer}" + (f" window.overlap={overlap}" if overlap != window["overlap"] else "")
+        change = {"frames": fewer, "overlap": overlap}
+        found.append((text, deep_merge(params, {"window": change}), frames))
     for side in (384, 256):
         if side < min(size["width"], size["height"]):
             smaller = deep_merge(params, {"frames": {"width": side, "height": side}})

@@ -69,6 +69,10 @@ def preview_verdict(case_dir: Path, failure: str | None, note: str | None = None
     meta_file = case_dir / "offset" / "meta.json"
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {"verdict": "bad", "problems": [failure]}
     print(f"\npreview: {case_dir / 'offset' / 'preview.png'}\ncase folder: {case_dir}")
+    frames_file = case_dir / "frames" / "meta.json"
+    taken = json.loads(frames_file.read_text()).get("taken") if frames_file.is_file() else None
+    if taken:  # what each input gives, so a cut or stretched reference is seen before tuning
+        print(f"frames: {taken}")
     good = meta["verdict"] == "good" and not failure
     if good:
         print(

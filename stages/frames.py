@@ -1,6 +1,7 @@
 """Frame extraction: decode source and reference, pick frames, resize to cover and centre-crop.
 
-An image source is repeated to the reference's length (the paper's single-image mode). A reference
+An image source is repeated to the reference's length (the paper's single-image mode). The reference
+is taken at the source's frame rate or stretched over its length (``frames.reference_timing``); one
 given as a keypoints file gets the same frame choice and the same geometric transform. Writes
 ``frames/source/``, ``frames/reference/`` (or ``frames/reference_keypoints.parquet``) and
 ``frames/meta.json`` (source fps, original sizes, frame indices, crop transform).
@@ -129,11 +130,30 @@ def _video(path: Path, p: Frames, what: str):
     return frames, info
 
 
-def _reference(case, p: Frames, width: int, height: int, count: int | None):
+def reference_indices(total: int, count: int | None, p: Frames, fps, source_rate, what: str) -> list[int]:
+    """The reference frames an edit of ``count`` frames takes (``frames.reference_timing``): at the source's
+    frame rate ``source_rate`` (frames per second of the edit, when both rates are known; else the same
+    stride), or all of it from ``frames.start`` spread over ``count``. No ``count`` (an image source): the
+    reference sets the length, sampled by ``frames.stride``/``frames.fps``."""
+    if count is not None and p.reference_timing == "stretch":
+        if total <= p.start:
+            raise TooFewFrames(f"{what} has {total} frames, none from frames.start={p.start}")
+        return np.linspace(p.start, total - 1, count).round().astype(int).tolist()
+    if count is not None and not p.fps and source_rate and fps and abs(fps / source_rate - p.stride) > 1e-6:
+        return frame_indices(total, count, p.stride, p.start, source_rate, fps, what)  # another frame rate
+    return frame_indices(total, count, p.stride, p.start, p.fps, fps, what)
+
+
+def _reference(case, p: Frames, width: int, height: int, count: int | None, source_rate: float | None):
     """The reference's frames (None for a keypoints file), keypoints (None for a video) and meta."""
     if not case.reference_is_keypoints:
-        frames, meta = _video(case.reference, p.model_copy(update={"count": count}), "reference video")
-        meta["warnings"] = size_warnings(case.reference, *meta["original_size"], width, height, "reference video")
+        path, reader = case.reference, open_video(case.reference)
+        fps = float(reader.get_avg_fps())
+        indices = reference_indices(len(reader), count, p, fps, source_rate, f"reference video {path}")
+        frames = read_video(path, indices)
+        size = [int(frames.shape[2]), int(frames.shape[1])]
+        meta = {"path": str(path), "fps": fps, "frames_in_file": len(reader), "indices": indices, "original_size": size}
+        meta["warnings"] = size_warnings(path, *size, width, height, "reference video")
         frames, meta["transform"] = resize_crop(frames, width, height)
         return frames, None, {**meta, "kind": "video"}
     kp, ref_meta = read_keypoints(case.reference)
@@ -150,9 +170,8 @@ def _reference(case, p: Frames, width: int, height: int, count: int | None):
         kp[..., 1] *= height
         ref_w, ref_h = width, height
     warnings = keypoint_file_warnings(kp, case.reference, ref_w, ref_h)
-    indices = frame_indices(
-        len(kp), count, p.stride, p.start, p.fps, ref_meta.get("fps"), f"reference keypoints {case.reference}"
-    )
+    what = f"reference keypoints {case.reference}"
+    indices = reference_indices(len(kp), count, p, ref_meta.get("fps"), source_rate, what)
     t = cover_transform(ref_w, ref_h, width, height)
     meta = {
         "path": str(case.reference),
@@ -160,6 +179,7 @@ def _reference(case, p: Frames, width: int, height: int, count: int | None):
         "indices": indices,
         "transform": t,
         "fps": ref_meta.get("fps"),
+        "frames_in_file": len(kp),
         "original_size": [ref_w, ref_h],
         "warnings": warnings,
     }
@@ -204,20 +224,23 @@ def run(case_dir: Path, params: dict) -> dict:
         source_meta = json.loads((case.prepared_dir / FRAMES / "meta.json").read_text())
         count, meta["source"] = source_meta["num_frames"], source_meta["source"]
         meta["source_kind"] = source_meta["source_kind"]
-    elif not case.source_is_image:  # a video source sets the length; a reference must match it
+    elif not case.source_is_image:  # a video source sets the length; the reference follows it
         source, meta["source"] = _source(case, p, width, height, count)
         count = len(source)
+    source_rate = _output_fps(meta, p) if meta.get("source", {}).get("fps") else None
     if case.reference is not None:
         try:
-            reference, ref_kp, meta["reference"] = _reference(case, p, width, height, count)
+            reference, ref_kp, meta["reference"] = _reference(case, p, width, height, count, source_rate)
         except TooFewFrames as exc:
             if count is None or case.source_is_image:
                 raise
             where = case.source if case.source is not None else case.prepared_dir
             raise InputError(
-                f"source {where} gives {count} frames but the reference {case.reference} gives fewer ({exc}); "
-                "set frames.count so that both have enough frames"
+                f"source {where} gives {count} frames but the reference {case.reference} gives fewer at the "
+                f"source's frame rate ({exc}); lower frames.count, or set frames.reference_timing=stretch to "
+                "spread the whole reference over the source's length"
             ) from None
+        meta["reference"]["timing"] = p.reference_timing if count is not None else "own"
         count = len(meta["reference"]["indices"])
     if case.source is not None and case.source_is_image:  # an image repeated to the edit's length
         source, meta["source"] = _source(case, p, width, height, count)
@@ -225,6 +248,7 @@ def run(case_dir: Path, params: dict) -> dict:
         meta["source_kind"] = meta["source"]["kind"]
     meta["num_frames"] = count
     meta["fps"] = _output_fps(meta, p)
+    meta["taken"] = taken(meta)
     meta["warnings"] = [w for role in ("source", "reference") for w in meta.get(role, {}).get("warnings", [])]
     for warning in meta["warnings"]:
         log.warning("frames: %s", warning)
@@ -238,15 +262,38 @@ def run(case_dir: Path, params: dict) -> dict:
         elif ref_kp is not None:
             write_keypoints(out / "reference_keypoints.parquet", ref_kp, width, height, role="reference")
         write_json(out / "meta.json", meta)
-    log.info(
-        "frames: %d frames at %dx%d (source: %s%s)",
-        count,
-        width,
-        height,
-        meta["source_kind"],
-        f", reference: {meta['reference']['kind']}" if "reference" in meta else "",
-    )
+    log.info("frames: %d frames at %dx%d; %s", count, width, height, meta["taken"])
     return meta
+
+
+def taken(meta: dict) -> str:
+    """What the edit takes of each input, in words (frames/meta.json's ``taken``)."""
+    parts = []
+    for role in ("source", "reference"):
+        m = meta.get(role)
+        if not m:
+            continue
+        if m["kind"] == "image":
+            parts.append(f"source: one image, repeated {meta['num_frames']} times")
+            continue
+        idx = m["indices"]
+        text = f"{role}: {len(idx)} of its {m.get('frames_in_file', '?')} frames ({idx[0]} to {idx[-1]}"
+        text += f", every {(idx[-1] - idx[0]) / (len(idx) - 1):.3g})" if len(idx) > 1 else ")"
+        speed = _speed(meta, m) if role == "reference" else None
+        if m.get("timing") == "stretch":
+            text += " spread over the source's length" + (f": its motion at {speed:.2f}x its speed" if speed else "")
+        elif m.get("timing") == "rate" and speed:
+            text += " at the source's frame rate"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def _speed(meta: dict, ref: dict) -> float | None:
+    """Seconds of reference motion per second of the edit, where both frame rates are known."""
+    idx, fps, rate = ref["indices"], ref.get("fps"), meta.get("fps")
+    if len(idx) < 2 or not fps or not meta.get("source", {}).get("fps"):
+        return None
+    return ((idx[-1] - idx[0]) / fps) / ((len(idx) - 1) / rate)
 
 
 def _output_fps(meta: dict, p: Frames) -> float:

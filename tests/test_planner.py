@@ -119,3 +119,23 @@ def test_a_plan_is_traced_once_and_traced_again_when_the_model_changes(sd15_work
     assert len(list((tmp_path / "cache" / "traces").glob("*.json"))) == 8, other.stderr
     shallower = json.loads(other.stdout)
     assert shallower["stage2"]["peak_bytes"] < json.loads(first.stdout)["stage2"]["peak_bytes"]
+
+
+def test_a_long_clip_that_does_not_fit_is_offered_a_smaller_window(sd15_workspace, tmp_path):
+    """A 48-frame clip runs 16 frames at a time: fewer frames would not lower the peak, a smaller
+    window does, so the settings that fit name window.frames (its overlap scaled), not frames.count."""
+    models = REPO / "models" / "eym-mini"
+    mini = ("--base-model", str(models / "base"), "--controlnet", str(models / "controlnet"))
+    cache = {"EYM_CACHE": str(tmp_path / "cache")}
+
+    def peak(*settings: str) -> int:
+        planned = eym_edit(sd15_workspace, "plan", *mini, "--set", "frames.count=48", *settings, "--json", env=cache)
+        return max(p["peak_bytes"] for p in json.loads(planned.stdout).values())
+
+    whole, small = peak(), peak("--set", "window.frames=8", "--set", "window.overlap=2")
+    assert small < whole
+    budget = str((whole + small) // 2)
+    refused = eym_edit(sd15_workspace, "plan", *mini, "--set", "frames.count=48", "--memory-budget", budget, env=cache)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    fits = refused.stderr.split("Settings that fit:")[1]
+    assert "--set window.frames=8 --set window.overlap=2" in fits and "frames.count" not in fits, fits

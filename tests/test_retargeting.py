@@ -202,6 +202,8 @@ def test_eym_edit_preview_reports_the_verdict(tmp_path, puppet_case):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "verdict: good" in result.stdout and "preview.png" in result.stdout
+    taken = "frames: source: 8 of its 8 frames (0 to 7, every 1); reference: 8 of its 8 frames (0 to 7, every 1) at"
+    assert taken in result.stdout, result.stdout
     assert re.search(r"edit region: \d+% of the frame may change", result.stdout), result.stdout
     assert re.search(r"clean plate: shows the background in \d+% of where the source person", result.stdout)
     assert "memory: the model stages' peak is predicted at" in result.stdout  # eym-mini fits this machine

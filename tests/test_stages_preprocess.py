@@ -64,6 +64,29 @@ def test_reference_keypoints_get_the_same_frame_choice_and_transform(tmp_path, p
     assert (meta["width"], meta["height"]) == (128, 128)
 
 
+def test_the_reference_follows_the_source_frame_rate_or_is_stretched_over_it(tmp_path, puppet_256):
+    """Source at 12 fps, every 2nd frame (6 frames a second): a 24 fps reference is taken every 4th frame
+    (its motion at its own speed); ``stretch`` spreads a 10-frame reference over the 24-frame source; an
+    image source with no frames.count takes the reference's length."""
+    clip = read_video(puppet_256 / "reference.mp4")
+    write_video(fast := tmp_path / "fast.mp4", clip, fps=24)
+    write_video(short := tmp_path / "short.mp4", clip[:10], fps=12)
+    meta = frames.run(make_case_dir(tmp_path / "a", puppet_256 / "source.mp4", fast), repo_params(frames={"count": 5}))
+    assert meta["reference"]["indices"] == [0, 4, 8, 12, 16] and meta["source"]["indices"] == [0, 2, 4, 6, 8]
+    assert "reference: 5 of its 24 frames (0 to 16, every 4) at the source's frame rate" in meta["taken"]
+
+    stretch = {"count": None, "stride": 1, "reference_timing": "stretch"}
+    meta = frames.run(make_case_dir(tmp_path / "b", puppet_256 / "source.mp4", short), repo_params(frames=stretch))
+    assert meta["num_frames"] == 24 and len(read_frames(tmp_path / "b" / "frames" / "reference")) == 24
+    assert meta["reference"]["indices"] == np.linspace(0, 9, 24).round().astype(int).tolist()
+    assert "spread over the source's length: its motion at 0.39x its speed" in meta["taken"]  # 9/12 s over 23/12 s
+
+    image = make_case_dir(tmp_path / "c", puppet_256 / "source.png", fast)
+    meta = frames.run(image, repo_params(frames={"count": None}))
+    assert meta["num_frames"] == 12 and len(read_frames(tmp_path / "c" / "frames" / "source")) == 12
+    assert meta["reference"]["timing"] == "own" and meta["taken"].startswith("source: one image, repeated 12 times")
+
+
 @pytest.mark.parametrize(
     "problem, message",
     [
@@ -71,7 +94,11 @@ def test_reference_keypoints_get_the_same_frame_choice_and_transform(tmp_path, p
         ("unreadable", r"unreadable video"),
         ("empty", r"video file is empty"),
         ("image_as_reference", r"this is an image, but a video is required"),
-        ("mismatch", r"gives 24 frames but the reference .* gives fewer \(.*has 10 frames"),
+        (
+            "mismatch",
+            r"gives 24 frames but the reference .* gives fewer at the source's frame rate \(.*has 10 frames.*"
+            r"frames.reference_timing=stretch",
+        ),
         ("bad_size", r"frames.width.* = 100 \(from .*p.yaml\).*multiple of 8"),
         ("joint_index", r"joint indices must be 0\.\.17 \(OpenPose-18\)"),
         ("pixels_without_size", r"coordinates reach \d+ but the file gives no image size"),
