@@ -209,6 +209,7 @@ class Sampling(Section):
     )
     vacated: Literal["plate", "edit"] = Field("plate", description="where only the source stood: its clean plate")
     preserve_steps: float = Field(1.0, ge=0.0, le=1.0, description="share of the DDIM steps whose latents blend")
+    unchanged: float = Field(0.0, ge=0.0, description="with pixels: grey levels of change still kept as the source")
 
 
 class Evaluation(Section):

@@ -293,7 +293,7 @@ class EditYourMotionPipeline:
         frames = self.decode(latents)
         if "pixels" not in p.preserve:
             return frames
-        return composite(frames, source, region, plate if p.vacated == "plate" else None)
+        return composite(frames, source, region, plate if p.vacated == "plate" else None, p.unchanged)
 
     def _keep_source(self, p, region, source, trajectory, noise) -> KeepSource:
         if trajectory is None and noise is not None:

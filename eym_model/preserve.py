@@ -50,13 +50,36 @@ def noised_trajectory(clean: torch.Tensor, scheduler_config: dict, steps: int, s
     return found
 
 
-def composite(edited: np.ndarray, source: np.ndarray, region: np.ndarray, plate=None) -> np.ndarray:
+def composite(edited: np.ndarray, source: np.ndarray, region: np.ndarray, plate=None, unchanged: float = 0.0):
     """The edit's pixels inside the region, the source's outside, mixed along the feather (uint8); with
-    ``plate`` = (image, weights) from eym.clean_plate, the source's background where its person stood."""
+    ``plate`` = (image, weights) from eym.clean_plate, the source's background where its person stood.
+    ``unchanged`` > 0: inside the region too, where the edit differs from that background by less than
+    ``unchanged`` grey levels (fading in up to twice as many), the background's pixels are kept."""
     alpha = np.asarray(region, np.float32)[..., None]
-    mixed = edited.astype(np.float32) * alpha + source.astype(np.float32) * (1 - alpha)
+    base = source.astype(np.float32)
     if plate is not None:
         image, weight = plate
         weight = np.asarray(weight, np.float32)[..., None]
+        base = base * (1 - weight) + image.astype(np.float32)[None] * weight
+    if unchanged > 0:
+        alpha = alpha * changed(edited, base, unchanged)
+    mixed = edited.astype(np.float32) * alpha + source.astype(np.float32) * (1 - alpha)
+    if plate is not None:
         mixed = mixed * (1 - weight) + image.astype(np.float32)[None] * weight
-    return np.where(alpha > 0, mixed.round(), source).astype(np.uint8)
+    return np.where(alpha > 0, mixed.round(), base.round()).astype(np.uint8)
+
+
+def changed(edited: np.ndarray, background: np.ndarray, grey: float) -> np.ndarray:
+    """(frames, H, W, 1) in [0, 1]: where the edit differs from the background, the largest channel's
+    difference smoothed over 3x3 pixels and grown by one (a person's soft edge stays the edit's), 0 below
+    ``grey`` and 1 from twice ``grey``: the model's near copy of the background is not a change."""
+    import cv2
+
+    from eym.edit_region import smoothstep
+
+    difference = np.abs(edited.astype(np.float32) - background).max(axis=-1)
+    out = np.empty(difference.shape, np.float32)
+    for i, frame in enumerate(difference):
+        frame = cv2.dilate(cv2.blur(frame, (3, 3)), np.ones((3, 3), np.uint8))
+        out[i] = smoothstep(np.clip(frame / grey - 1.0, 0.0, 1.0))
+    return out[..., None]

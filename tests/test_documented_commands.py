@@ -227,7 +227,7 @@ def test_the_quality_benchmark_runs_its_protocol_on_a_small_case(clone):
     means = {row[0].strip(): row[1:] for row in (line.split("|")[1:-1] for line in out.split("Paired")[0].splitlines()
                                                  if line.startswith("| ") and "---" not in line)}  # fmt: skip
     plates = ("pixels, vacated: edit", "pixels, vacated: plate")
-    assert "2 edits" in out and {"none", *plates, "latent+pixels"} <= set(means), out
+    assert "2 edits" in out and {"none", *plates, "latent+pixels (as sampled)"} <= set(means), out
     background = {name: float(cells[-1].split("±")[0]) for name, cells in means.items() if name != "preserve"}
     for name in plates:  # the source's own pixels outside the region
         assert background[name] > background["none"], out

@@ -92,10 +92,13 @@ def test_sampling_keeps_the_source_outside_the_edit_region(edit):
     outside = region == 0
     assert 0.3 < outside.mean() < 0.95
     made = {}
-    for preserve, vacated in (("none", "plate"), ("pixels", "edit"), ("pixels", "plate"), ("latent", "plate"),
-                              ("latent+pixels", "plate")):  # fmt: skip
-        sample.run(edit, {**params, "sampling": {**params["sampling"], "preserve": preserve, "vacated": vacated}})
-        made[preserve if preserve != "pixels" else f"pixels, {vacated}"] = read_frames(edit / "sample" / "frames")
+    modes = (("none", "plate", 0), ("pixels", "edit", 0), ("pixels", "plate", 0), ("latent", "plate", 0),
+             ("latent+pixels", "plate", 0), ("pixels", "plate", 12))  # fmt: skip
+    for preserve, vacated, grey in modes:
+        keep = {"preserve": preserve, "vacated": vacated, "unchanged": grey}
+        sample.run(edit, {**params, "sampling": {**params["sampling"], **keep}})
+        name = preserve if preserve != "pixels" else f"pixels, {vacated}" + (f", unchanged {grey}" if grey else "")
+        made[name] = read_frames(edit / "sample" / "frames")
     for kept in ("pixels, edit", "pixels, plate", "latent+pixels"):
         assert np.array_equal(made[kept][outside], source[outside]), kept
         assert np.abs(made[kept][~outside].astype(int) - source[~outside]).mean() > 1.0, kept  # edited inside
@@ -103,6 +106,19 @@ def test_sampling_keeps_the_source_outside_the_edit_region(edit):
     assert np.array_equal(made["pixels, edit"][inside], made["none"][inside])  # the edit itself untouched
     assert np.array_equal(made["pixels, plate"][unfilled], made["none"][unfilled])
     assert filled.any() and np.array_equal(made["pixels, plate"][filled], np.broadcast_to(plate, source.shape)[filled])
+
+    # sampling.unchanged: inside the region too, where the edit stays within 12 grey levels of the
+    # background (over 5x5 pixels), the background's exact pixels; where it changed by 24 or more, the edit
+    import cv2
+
+    background = source.astype(np.float32) * (1 - weight[..., None]) + plate.astype(np.float32) * weight[..., None]
+    difference = np.abs(made["none"].astype(np.float32) - background).max(-1)
+    near = np.stack([cv2.dilate(d, np.ones((5, 5), np.uint8)) for d in difference]) < 12
+    far = np.stack([cv2.erode(d, np.ones((3, 3), np.uint8)) for d in difference]) >= 24
+    kept, plain = made["pixels, plate, unchanged 12"], made["pixels, plate"]
+    assert (near & inside).any() and (far & inside).any()
+    assert np.array_equal(kept[near], np.round(background[near]).astype(np.uint8))
+    assert np.array_equal(kept[far], plain[far]) and np.array_equal(kept[outside], source[outside])
 
     def background_error(frames):
         return np.abs(frames[outside].astype(int) - source[outside]).mean()
