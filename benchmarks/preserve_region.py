@@ -2,10 +2,8 @@
 from the ``preserve_none`` and ``preserve_latent`` edits with the edit region and clean plate the offset
 stage makes now, and every variant against ``none``, paired, with 95 % bootstrap intervals.
 
-    .venv/bin/python benchmarks/preserve_region.py data/quality/cases --out reports/quality-preserve/region.md \
-        --figure-edit puppet-002-r1
     .venv/bin/python benchmarks/preserve_region.py data/quality/cases --unchanged 8 \
-        --out reports/quality-preserve-v2/region.md --figure-edit puppet-002-r1
+        --out reports/quality-preserve/region.md --figure-edit puppet-002-r1
 
 ``pixels`` needs no sampling: it is the ``none`` edit composited with the source outside the region
 (what the sample stage does, eym_model/preserve.py), and ``latent+pixels`` the ``latent`` edit composited,
@@ -126,12 +124,14 @@ def figure(cases: Path, edit: str, frames=(2, 5)) -> np.ndarray:
 
     none = cases / f"{edit}--preserve_none"
     panels = {"source": read_frames(read_case(none).source_dir / "frames" / "source")}
-    for name in ("none", "pixels, vacated: plate", "pixels, plate, unchanged", "latent+pixels, plate"):
+    shown = {"none": "none", "pixels, vacated: plate": "pixels+plate", "pixels, plate, unchanged": "+unchanged",
+             "latent+pixels, plate": "latent+pixels"}  # fmt: skip
+    for name, label in shown.items():
         suffix = VARIANTS[name]
         if (cases / f"{edit}--{suffix}" / "sample" / "frames").is_dir():
-            panels[name] = read_frames(cases / f"{edit}--{suffix}" / "sample" / "frames")
+            panels[label] = read_frames(cases / f"{edit}--{suffix}" / "sample" / "frames")
     region = read_region(cases / f"{edit}--plate_now" / "offset" / "region")  # today's region
-    panels["region now"] = np.repeat((region[..., None] * 255).astype(np.uint8), 3, axis=-1)
+    panels["region"] = np.repeat((region[..., None] * 255).astype(np.uint8), 3, axis=-1)
     rows = side_by_side(panels)
     return np.concatenate([rows[i] for i in frames if i < len(rows)])
 

@@ -185,8 +185,8 @@ def test_the_demo_edits_in_a_fresh_clone_and_dvc_repro_of_its_case_then_does_not
     ".venv/bin/python benchmarks/quality.py --grid 50,100,200 --grid-cases 2 --steps 50 --out reports/quality-grid-v2",
     ".venv/bin/python benchmarks/quality.py --sources 8 --references 2 --steps 50 --variants "
     "full,preserve_none,preserve_latent,preserve_latent_pixels,copy_source --out reports/quality-preserve",
-    ".venv/bin/python benchmarks/preserve_region.py data/quality/cases --out reports/quality-preserve/region.md "
-    "--figure-edit puppet-002-r1",
+    ".venv/bin/python benchmarks/preserve_region.py data/quality/cases --unchanged 8 "
+    "--out reports/quality-preserve/region.md --figure-edit puppet-002-r1",
 )
 def test_the_quality_benchmark_runs_its_protocol_on_a_small_case(clone):
     """The ablation protocol end to end (its inputs drawn, the batch, the report, the table, the figure)
@@ -223,10 +223,12 @@ def test_the_quality_benchmark_runs_its_protocol_on_a_small_case(clone):
     assert [(r[0].strip(), r[3].strip()) for r in rows] == [("copy_source", "2"), ("preserve_latent_pixels", "2")], out
     assert float(rows[0][6]) == 1.0, out  # the copy's frames are the source's own: a person in every one
 
-    out = shell(clone, ".venv/bin/python benchmarks/preserve_region.py data/quality/cases --out reports/region.md")
+    out = shell(
+        clone, ".venv/bin/python benchmarks/preserve_region.py data/quality/cases --unchanged 8 --out reports/region.md"
+    )
     means = {row[0].strip(): row[1:] for row in (line.split("|")[1:-1] for line in out.split("Paired")[0].splitlines()
                                                  if line.startswith("| ") and "---" not in line)}  # fmt: skip
-    plates = ("pixels, vacated: edit", "pixels, vacated: plate")
+    plates = ("pixels, vacated: edit", "pixels, vacated: plate", "pixels, plate, unchanged 8")
     assert "2 edits" in out and {"none", *plates, "latent+pixels (as sampled)"} <= set(means), out
     background = {name: float(cells[-1].split("±")[0]) for name, cells in means.items() if name != "preserve"}
     for name in plates:  # the source's own pixels outside the region
