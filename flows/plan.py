@@ -92,7 +92,9 @@ def alternatives(params: dict, frames: int, device: str) -> list[tuple[str, dict
         eight = {"use_8bit_adam": True}
         options.append(("stage1.use_8bit_adam=true stage2.use_8bit_adam=true", {"stage1": eight, "stage2": eight}))
     found = [(text, deep_merge(params, change), frames) for text, change in options]
-    window = params.get("window") or {"frames": 16, "overlap": 4}
+    from eym.parameters import typed_section
+
+    window = typed_section("window", params.get("window", {})).model_dump()
     seen = min(frames, int(window["frames"]))  # a clip longer than a window is run a window at a time
     for fewer in (seen * 3 // 4, seen // 2, seen // 4):
         if not 2 <= fewer < seen:

@@ -115,10 +115,12 @@ def transform_keypoints(kp: np.ndarray, t: dict) -> np.ndarray:
     return out
 
 
-def _video(path: Path, p: Frames, what: str):
+def _video(path: Path, p: Frames, what: str, pick=None):
+    """Frames of a video and their meta; ``pick(total, fps, what)`` chooses the indices (default: frame_indices)."""
     reader = open_video(path)
     fps = float(reader.get_avg_fps())
-    indices = frame_indices(len(reader), p.count, p.stride, p.start, p.fps, fps, f"{what} {path}")
+    pick = pick or (lambda total, rate, name: frame_indices(total, p.count, p.stride, p.start, p.fps, rate, name))
+    indices = pick(len(reader), fps, f"{what} {path}")
     frames = read_video(path, indices)
     info = {
         "path": str(path),
@@ -147,13 +149,9 @@ def reference_indices(total: int, count: int | None, p: Frames, fps, source_rate
 def _reference(case, p: Frames, width: int, height: int, count: int | None, source_rate: float | None):
     """The reference's frames (None for a keypoints file), keypoints (None for a video) and meta."""
     if not case.reference_is_keypoints:
-        path, reader = case.reference, open_video(case.reference)
-        fps = float(reader.get_avg_fps())
-        indices = reference_indices(len(reader), count, p, fps, source_rate, f"reference video {path}")
-        frames = read_video(path, indices)
-        size = [int(frames.shape[2]), int(frames.shape[1])]
-        meta = {"path": str(path), "fps": fps, "frames_in_file": len(reader), "indices": indices, "original_size": size}
-        meta["warnings"] = size_warnings(path, *size, width, height, "reference video")
+        pick = lambda total, fps, what: reference_indices(total, count, p, fps, source_rate, what)  # noqa: E731
+        frames, meta = _video(case.reference, p, "reference video", pick)
+        meta["warnings"] = size_warnings(case.reference, *meta["original_size"], width, height, "reference video")
         frames, meta["transform"] = resize_crop(frames, width, height)
         return frames, None, {**meta, "kind": "video"}
     kp, ref_meta = read_keypoints(case.reference)
