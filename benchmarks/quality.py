@@ -50,7 +50,7 @@ def variants(steps: int) -> dict[str, dict]:
             "stage2": {"trainable": ["attn1.to_q", "attn2.to_q", "temporal"], "steps": 2 * steps},
         },
         "controlnet_only": {**off, "inversion": {"enabled": False}, "sampling": {"start": "noise"}},
-        "copy_source": {**off, "inversion": {"enabled": False}, "sampling": {"start": "source"}},
+        "copy_source": {**off, "inversion": {"enabled": False}, "sampling": {"start": "source", "preserve": "none"}},
         # Not in the paper's table: the full method inverted with the source skeletons fed to the
         # ControlNet (an open question of the method), so the noise need not hold the source's pose.
         "invert_with_pose": {"inversion": {"controlnet": True}},

@@ -205,11 +205,11 @@ class Sampling(Section):
     eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM eta (0: deterministic)")
     seed: int = Field(33, description="seed of the sampling noise (used when eta > 0)")
     preserve: Literal["none", "pixels", "latent", "latent+pixels"] = Field(
-        "none", description="outside offset/region/ keep the source: its latents while sampling, its pixels after"
+        "pixels", description="outside offset/region/ keep the source: its latents while sampling, its pixels after"
     )
     vacated: Literal["plate", "edit"] = Field("plate", description="where only the source stood: its clean plate")
     preserve_steps: float = Field(1.0, ge=0.0, le=1.0, description="share of the DDIM steps whose latents blend")
-    unchanged: float = Field(0.0, ge=0.0, description="with pixels: grey levels of change still kept as the source")
+    unchanged: float = Field(8.0, ge=0.0, description="with pixels: grey levels of change still kept as the source")
 
 
 class Evaluation(Section):

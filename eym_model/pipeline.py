@@ -279,10 +279,13 @@ class EditYourMotionPipeline:
         """The edited frames: DDIM from ``noise`` (the source's inversion; fresh noise of ``size`` =
         (height, width) when None) with ControlNet fed ``reference_skeletons``; ``sampling``: params.yaml's
         ``sampling`` keys (``steps``, ``guidance_scale``, ``conditioning_scale``, ``eta``, ``seed``,
-        ``preserve``, ...). With ``preserve``, the source is kept outside ``region`` (frames, H, W) in
-        [0, 1]: ``source`` is its frames, ``trajectory`` what ``invert(..., trajectory={})`` filled, ``plate``
-        (image, weights: eym.clean_plate.read_plate of ``offset/``) fills where the source person stood;
-        ``window``: params.yaml's ``window`` keys (a longer clip is sampled in overlapping windows)."""
+        ``preserve``, ...; ``preserve`` is ``none`` unless given). With ``preserve``, the source is kept
+        outside ``region`` (frames, H, W) in [0, 1]: ``source`` is its frames, ``trajectory`` what
+        ``invert(..., trajectory={})`` filled, ``plate`` (image, weights: eym.clean_plate.read_plate of
+        ``offset/``) fills where the source person stood; ``window``: params.yaml's ``window`` keys (a
+        longer clip is sampled in overlapping windows)."""
+        # Keeping the source needs the offset stage's region: a call that does not ask keeps nothing
+        sampling = {"preserve": "none", **sampling}
         p = typed_section("sampling", sampling)
         if p.preserve != "none" and (region is None or source is None):
             raise InputError(f"sampling.preserve: {p.preserve} needs region= and source= (the source's frames)")
