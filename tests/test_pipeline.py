@@ -128,6 +128,6 @@ def test_sampling_keeps_the_source_outside_the_edit_region(edit):
     load_stage_weights(pipe, read_case(edit).source_dir, ("stage1", "stage2"))
     noise = sample.starting_noise(read_case(edit).source_dir, section(params, "sampling"), len(source))
     skeletons = read_frames(edit / "offset" / "aligned_skeleton")
-    plain = pipe(reference_skeletons=skeletons, prompt=str(params["prompt"]), noise=noise, steps=4, preserve="none")
+    plain = pipe(reference_skeletons=skeletons, prompt=str(params["prompt"]), noise=noise, steps=4)  # keeps nothing
     assert np.array_equal(plain, made["none"])
     sample.run(edit, params)  # the fixture's edit as it was, for the other tests
