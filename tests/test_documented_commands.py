@@ -178,10 +178,10 @@ def test_the_demo_edits_in_a_fresh_clone_and_dvc_repro_of_its_case_then_does_not
 
 @pytest.mark.documents(
     "source scripts/offline-env.sh",
-    ".venv/bin/python benchmarks/quality.py --sources 8 --references 2 --steps 50 --out reports/quality-v2",
+    ".venv/bin/python benchmarks/quality.py --sources 8 --references 2 --steps 50 --out reports/quality-v3",
     ".venv/bin/python benchmarks/quality.py --sources 2 --references 2 --steps 50 --variants "
     "full,copy_source,invert_with_pose --out reports/quality-invert-pose",
-    ".venv/bin/python benchmarks/quality.py --report-only --out reports/quality-v2",
+    ".venv/bin/python benchmarks/quality.py --report-only --out reports/quality-v3",
     ".venv/bin/python benchmarks/pose_redetect.py data/quality/cases --variants full,copy_source,wo_ma,controlnet_only "
     "--scale 1,2",
     ".venv/bin/python benchmarks/quality.py --grid 50,100,200 --grid-cases 2 --steps 50 --out reports/quality-grid-v2",
